@@ -1,0 +1,109 @@
+/* backend.h: the per-device op table. core/ops_*.c check arguments once, then call through it;
+ * kernels (kernels/cpu, kernels/cuda) assume valid input and never allocate tensors.
+ *
+ * Conventions for every kernel:
+ *  - All tensor arguments are on the table's device and already shaped; `out` arguments are
+ *    allocated by the caller, contiguous, and never alias inputs unless stated.
+ *  - Inputs may be strided (any strides, 0 for broadcast dims) unless stated.
+ *  - Return 0, or a negative dp_status after dp_fail(...) naming the kernel.
+ *  - Float dtypes: f32 and f64 compute natively; bf16, f16 and fp8 load to f32, compute in f32
+ *    and round to nearest even on store.
+ */
+#ifndef DP_BACKEND_H
+#define DP_BACKEND_H
+#include "dp.h"
+
+typedef enum {
+    DP_BIN_ADD, DP_BIN_SUB, DP_BIN_MUL, DP_BIN_DIV, DP_BIN_MAX
+} dp_binop;
+
+typedef enum {
+    DP_UN_NEG, DP_UN_EXP, DP_UN_LOG, DP_UN_SQRT, DP_UN_ABS, DP_UN_TANH, DP_UN_SIGMOID,
+    DP_UN_RELU, DP_UN_GELU,
+    DP_UN_AFFINE,   /* x * alpha + beta */
+    DP_UN_POW       /* x ^ alpha */
+} dp_unop;
+
+typedef enum { DP_RED_SUM, DP_RED_MEAN, DP_RED_MAX } dp_redop;
+
+typedef struct dp_ops {
+    const char *name;
+
+    /* Storage: raw bytes on the device, and copies between host and device. */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *ptr);
+    int (*memcpy_h2d)(void *dst, const void *src, size_t bytes);
+    int (*memcpy_d2h)(void *dst, const void *src, size_t bytes);
+
+    /* out[...] = value. out may be strided. */
+    int (*fill)(dp_tensor *out, double value);
+    /* out = src converted to out's dtype; same shape (src may be broadcast-strided). out may be
+     * strided (but does not overlap src). Any dtype to any dtype, integers included. */
+    int (*copy)(dp_tensor *out, const dp_tensor *src);
+    /* out = a op b, all the same shape (a, b may be broadcast-strided), same float dtype. */
+    int (*binary)(dp_tensor *out, const dp_tensor *a, const dp_tensor *b, dp_binop op);
+    /* out = f(x) (see dp_unop; alpha, beta are its constants). */
+    int (*unary)(dp_tensor *out, const dp_tensor *x, dp_unop op, double alpha, double beta);
+    /* gx = gy * f'(x): x is the op's input, y its output (either may be NULL when the op's
+     * derivative does not need it: exp and tanh and sigmoid and sqrt use y, the rest use x). */
+    int (*unary_backward)(dp_tensor *gx, const dp_tensor *gy, const dp_tensor *x,
+                          const dp_tensor *y, dp_unop op, double alpha, double beta);
+    /* dst += alpha * src; same shape, src may be broadcast-strided; dst contiguous. */
+    int (*axpy)(dp_tensor *dst, double alpha, const dp_tensor *src);
+
+    /* out has x's ndim with reduced dims of size 1; dims[] lists them (ndims >= 1). f32 sums
+     * accumulate in f64. */
+    int (*reduce)(dp_tensor *out, const dp_tensor *x, int32_t ndims, const int32_t *dims,
+                  dp_redop op);
+    /* out (i64) has x's ndim with dim of size 1: index of the first maximum. */
+    int (*argmax)(dp_tensor *out, const dp_tensor *x, int32_t dim);
+    /* y = softmax or log-softmax (log = 1) of contiguous x along dim. */
+    int (*softmax)(dp_tensor *y, const dp_tensor *x, int32_t dim, int32_t log);
+    /* gx from gy and y (the forward output), contiguous. */
+    int (*softmax_backward)(dp_tensor *gx, const dp_tensor *gy, const dp_tensor *y, int32_t dim,
+                            int32_t log);
+    /* Over the last dim of contiguous x (rows R = numel / D): y, and per-row mean and rstd
+     * (f32, shape [R]). weight and bias may be NULL. */
+    int (*layer_norm)(dp_tensor *y, dp_tensor *mean, dp_tensor *rstd, const dp_tensor *x,
+                      const dp_tensor *weight, const dp_tensor *bias, double eps);
+    /* gx (may be NULL), gweight and gbias (may be NULL; written, not accumulated). */
+    int (*layer_norm_backward)(dp_tensor *gx, dp_tensor *gweight, dp_tensor *gbias,
+                               const dp_tensor *gy, const dp_tensor *x, const dp_tensor *mean,
+                               const dp_tensor *rstd, const dp_tensor *weight);
+    /* out (n, D) = weight rows at indices (n, i32 or i64, contiguous); weight (V, D) contiguous.
+     * Indices are already range-checked. */
+    int (*gather_rows)(dp_tensor *out, const dp_tensor *weight, const dp_tensor *indices);
+    /* dst (V, D) rows at indices (n) += src (n, D); dst and src contiguous. Repeated indices add. */
+    int (*scatter_add_rows)(dp_tensor *dst, const dp_tensor *indices, const dp_tensor *src);
+    /* Per-row loss (N, f32/f64 like logits) and logsumexp (N) for contiguous logits (N, C) and
+     * labels (N, i32/i64, checked in range or equal to ignore_index). Ignored rows give 0. */
+    int (*cross_entropy)(dp_tensor *loss, dp_tensor *lse, const dp_tensor *logits,
+                         const dp_tensor *labels, int64_t ignore_index);
+    /* glogits (N, C) = gloss[n] * (softmax - onehot); ignored rows 0. gloss is (N). */
+    int (*cross_entropy_backward)(dp_tensor *glogits, const dp_tensor *gloss,
+                                  const dp_tensor *logits, const dp_tensor *lse,
+                                  const dp_tensor *labels, int64_t ignore_index);
+    /* out = mask ? value : x; same shape (x, mask may be broadcast-strided), mask u8. */
+    int (*masked_fill)(dp_tensor *out, const dp_tensor *x, const dp_tensor *mask, double value);
+
+    /* Batched GEMM: out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b] for b < batch.
+     * a is (batch, M, K) or, with trans_a, (batch, K, M) viewed transposed; likewise b with
+     * (K, N) / (N, K). Each matrix has unit stride in its last dim or its second-to-last dim
+     * (the caller makes it so); batch strides may be 0. out (batch, M, N) contiguous.
+     * Float dtypes; a, b, out share a dtype; accumulation is at least f32. */
+    int (*gemm)(dp_tensor *out, const dp_tensor *a, const dp_tensor *b, int32_t trans_a,
+                int32_t trans_b, double alpha, double beta);
+
+    /* Counter-based random fills (see dp_rng); advance rng->counter by the blocks consumed. */
+    int (*rand_uniform)(dp_tensor *out, dp_rng *rng);
+    int (*rand_normal)(dp_tensor *out, dp_rng *rng, double mean, double std);
+    /* mask (u8, contiguous, numel of x) = 1 where kept (probability 1-p); out = x*mask/(1-p). */
+    int (*dropout)(dp_tensor *out, dp_tensor *mask, const dp_tensor *x, double p, dp_rng *rng);
+} dp_ops;
+
+/* The table for a device, or NULL (with dp_fail) when that backend is not available. */
+const dp_ops *dp_ops_for(dp_device device);
+/* The CPU table (kernels/cpu/cpu_backend.c). */
+extern const dp_ops dp_cpu_ops;
+
+#endif

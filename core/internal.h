@@ -100,6 +100,8 @@ dp_node *dp_autograd_record(dp_tensor *out, const char *op, dp_backward_fn backw
 /* Save t (retained) in slot. When t is the node's own output, pass a dp_detach'd alias to avoid
  * a reference cycle. */
 void dp_node_save(dp_node *node, int32_t slot, dp_tensor *t);
+/* Drop one reference to a node (frees it, its inputs and saved tensors at zero). */
+void dp_node_release(dp_node *node);
 /* Sum g over broadcast dims so it has shape[ndim]; returns a new reference. */
 dp_tensor *dp_sum_to_shape(dp_tensor *g, int32_t ndim, const int64_t *shape);
 

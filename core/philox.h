@@ -1,0 +1,245 @@
+/* philox.h: Philox4x32-10 and the mapping from (seed, counter) to tensor elements, written once
+ * and compiled both by the C core (core/rng.c, kernels/cpu/random.c) and by nvcc
+ * (kernels/cuda/random.cu), so the two backends draw bit-identical streams.
+ *
+ * Philox4x32-10: Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3",
+ * SC11 (2011). Key (k0, k1) = (low, high) 32 bits of the seed; the 128-bit counter is the words
+ * (c0, c1, c2, c3) = (low, high) halves of ctr_lo then of ctr_hi.
+ *
+ * The stream, for a fill that starts at rng->counter = c (ctr_hi is always 0 and the block
+ * counter c + j wraps modulo 2^64):
+ *  - uniform, f32/bf16/f16/fp8: element i takes word w = lane i%4 of block c + i/4 and is
+ *    u = (w >> 8) * 2^-24 in [0, 1). bf16/f16/fp8 store u rounded toward zero, so the value stays
+ *    below 1 and each representable v is drawn with probability next(v) - v (to the 2^-24 grid).
+ *    Blocks used: ceil(n/4).
+ *  - uniform, f64: element i takes lanes 2(i%2) and 2(i%2)+1 of block c + i/2, and is
+ *    u = (hi * 2^21 + (lo >> 11)) * 2^-53 (53 random bits) in [0, 1). Blocks used: ceil(n/2).
+ *  - normal, every float dtype: element i takes block c + i/4. Lanes (0, 1) give elements 0 and
+ *    1 of the block, lanes (2, 3) elements 2 and 3, by Box-Muller in double:
+ *    u1 = (a + 0.5) * 2^-32 in (0, 1) from the first lane, phi = 2 pi * b * 2^-32 from the second,
+ *    r = sqrt(-2 log u1), then r cos(phi) for the even element and r sin(phi) for the odd one;
+ *    the value mean + std * z is formed in double (one fma) and rounded to the dtype once.
+ *    log, sin and cos are the fixed-operation versions below (not libm / CUDA's), so both
+ *    backends compute every bit the same way. |z| <= sqrt(2 * 33 log 2) ~ 6.77.
+ *    Blocks used: ceil(n/4).
+ *  - dropout: element i keeps x (mask 1) when the f32 uniform above, (w >> 8) * 2^-24, is >= p.
+ *    Blocks used: ceil(n/4).
+ * After a fill, rng->counter += blocks used. Hence two fills of n1 and n2 elements give the same
+ * values as one fill of n1 + n2 whenever n1 is a multiple of 4 (of 2 for f64 uniform).
+ *
+ * Exactness: every multiply-add below is an explicit fma() and no product feeds an addition
+ * otherwise, so compilers have nothing to contract; the .cu file is built with -fmad=false as a
+ * second guard. Division and sqrt are correctly rounded on both sides, and constants such as
+ * 1.0 / 23.0 fold to the same correctly rounded double. */
+#ifndef DP_PHILOX_H
+#define DP_PHILOX_H
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include "dp.h"
+#include "dtype_cast.h"
+
+#ifdef __CUDACC__
+#define DP_RNG_FN static __host__ __device__ __forceinline__
+#else
+#define DP_RNG_FN static inline
+#endif
+
+DP_RNG_FN void dp_philox_block(uint32_t out[4], uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi) {
+    uint32_t c0 = (uint32_t)ctr_lo, c1 = (uint32_t)(ctr_lo >> 32);
+    uint32_t c2 = (uint32_t)ctr_hi, c3 = (uint32_t)(ctr_hi >> 32);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;   /* Weyl key schedule: golden ratio and sqrt(3) - 1 */
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
+}
+
+DP_RNG_FN float dp_philox_uniform_f32(uint32_t w) { return (float)(w >> 8) * 0x1p-24f; }
+
+DP_RNG_FN double dp_philox_uniform_f64(uint32_t hi, uint32_t lo) {
+    return (double)(((uint64_t)hi << 21) | (lo >> 11)) * 0x1p-53;
+}
+
+/* log(u1) for u1 = (a + 0.5) * 2^-32 = v * 2^-33 with v = 2a + 1 odd. With v = m * 2^k,
+ * m in [sqrt(1/2), sqrt(2)): log u1 = (k - 33) log 2 + 2 atanh(s), s = (m - 1)/(m + 1),
+ * |s| < 0.172, by the series 2 s (1 + s^2/3 + s^4/5 + ... + s^22/23) (truncation < 1e-18). */
+DP_RNG_FN double dp_philox_log_u1(uint32_t a) {
+    double v = (double)((uint64_t)a * 2 + 1);
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int k = (int)(bits >> 52) - 1023;
+    bits = (bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+    double m;
+    memcpy(&m, &bits, sizeof m);
+    if (m > 1.4142135623730951) {
+        m *= 0.5;
+        k++;
+    }
+    double f = m - 1.0;   /* exact (Sterbenz) */
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double p = 1.0 / 23.0;
+    p = fma(p, z, 1.0 / 21.0);
+    p = fma(p, z, 1.0 / 19.0);
+    p = fma(p, z, 1.0 / 17.0);
+    p = fma(p, z, 1.0 / 15.0);
+    p = fma(p, z, 1.0 / 13.0);
+    p = fma(p, z, 1.0 / 11.0);
+    p = fma(p, z, 1.0 / 9.0);
+    p = fma(p, z, 1.0 / 7.0);
+    p = fma(p, z, 1.0 / 5.0);
+    p = fma(p, z, 1.0 / 3.0);
+    double log_m = 2.0 * fma(s * z, p, s);
+    double e = (double)(k - 33);
+    /* log 2 split in a head with trailing zeros (e * head is exact) and a tail. */
+    return fma(e, 0x1.62e42fefa3800p-1, fma(e, 0x1.ef35793c76730p-45, log_m));
+}
+
+/* sin and cos of x in [0, pi/4] by Taylor series to x^17 / x^18 (truncation < 1e-16 relative). */
+DP_RNG_FN void dp_philox_sincos_small(double x, double *s, double *c) {
+    double z = x * x;
+    double ps = -1.0 / 355687428096000.0;               /* -1/17! */
+    ps = fma(ps, z, 1.0 / 1307674368000.0);              /* 1/15! */
+    ps = fma(ps, z, -1.0 / 6227020800.0);
+    ps = fma(ps, z, 1.0 / 39916800.0);
+    ps = fma(ps, z, -1.0 / 362880.0);
+    ps = fma(ps, z, 1.0 / 5040.0);
+    ps = fma(ps, z, -1.0 / 120.0);
+    ps = fma(ps, z, 1.0 / 6.0);
+    *s = fma(-(x * z), ps, x);                           /* x - x^3/3! + ... */
+    double pc = 1.0 / 6402373705728000.0;                /* 1/18! */
+    pc = fma(pc, z, -1.0 / 20922789888000.0);
+    pc = fma(pc, z, 1.0 / 87178291200.0);
+    pc = fma(pc, z, -1.0 / 479001600.0);
+    pc = fma(pc, z, 1.0 / 3628800.0);
+    pc = fma(pc, z, -1.0 / 40320.0);
+    pc = fma(pc, z, 1.0 / 720.0);
+    pc = fma(pc, z, -1.0 / 24.0);
+    pc = fma(pc, z, 0.5);
+    *c = fma(-z, pc, 1.0);                               /* 1 - x^2/2! + ... */
+}
+
+/* sin and cos of phi = 2 pi b 2^-32. The top two bits of b pick the quadrant and the next one the
+ * half of it, all in integers, so the reduced angle is exact up to the one rounding of t*pi/2. */
+DP_RNG_FN void dp_philox_sincos_turn(uint32_t b, double *sin_out, double *cos_out) {
+    uint32_t quadrant = b >> 30, r = b & 0x3FFFFFFFu;
+    int upper = r > 0x20000000u;
+    uint32_t t = upper ? 0x40000000u - r : r;            /* angle (t / 2^30) * pi/2 <= pi/4 */
+    double x = (double)t * (0x1.921fb54442d18p0 * 0x1p-30);
+    double s, c;
+    dp_philox_sincos_small(x, &s, &c);
+    if (upper) {   /* sin(pi/2 - x) = cos x */
+        double tmp = s;
+        s = c;
+        c = tmp;
+    }
+    switch (quadrant) {   /* rotate by quadrant * pi/2 */
+    case 0: *sin_out = s; *cos_out = c; break;
+    case 1: *sin_out = c; *cos_out = -s; break;
+    case 2: *sin_out = -s; *cos_out = -c; break;
+    default: *sin_out = -c; *cos_out = s; break;
+    }
+}
+
+/* The two standard normals from the lane pair (a, b): z[0] = r cos phi, z[1] = r sin phi. */
+DP_RNG_FN void dp_philox_box_muller(double z[2], uint32_t a, uint32_t b) {
+    double r = sqrt(-2.0 * dp_philox_log_u1(a));
+    double s, c;
+    dp_philox_sincos_turn(b, &s, &c);
+    z[0] = r * c;
+    z[1] = r * s;
+}
+
+/* ---------------------------------------------------------------- filling one block's elements */
+
+/* Blocks a uniform fill of n elements of dtype uses. */
+DP_RNG_FN int64_t dp_philox_uniform_blocks(dp_dtype dtype, int64_t n) {
+    return dtype == DP_F64 ? (n + 1) / 2 : (n + 3) / 4;
+}
+
+/* Blocks a normal fill or a dropout mask of n elements uses. */
+DP_RNG_FN int64_t dp_philox_quad_blocks(int64_t n) { return (n + 3) / 4; }
+
+/* u in [0, 1) stored rounded toward zero, so no value rounds up to 1. */
+DP_RNG_FN void dp_philox_store_uniform(void *p, dp_dtype dtype, int64_t i, float u) {
+    uint32_t bits;
+    switch (dtype) {
+    case DP_F32: ((float *)p)[i] = u; break;
+    case DP_BF16:
+        memcpy(&bits, &u, sizeof bits);
+        ((uint16_t *)p)[i] = (uint16_t)(bits >> 16);
+        break;
+    case DP_F16: {
+        uint16_t c = dp_cast_f64_to_f16(u);
+        ((uint16_t *)p)[i] = (uint16_t)(dp_cast_f16_to_f32(c) > u ? c - 1 : c);
+        break;
+    }
+    case DP_FP8_E4M3: {
+        uint8_t c = dp_cast_f64_to_e4m3(u);
+        ((uint8_t *)p)[i] = (uint8_t)(dp_cast_e4m3_to_f32(c) > u ? c - 1 : c);
+        break;
+    }
+    case DP_FP8_E5M2: {
+        uint8_t c = dp_cast_f64_to_e5m2(u);
+        ((uint8_t *)p)[i] = (uint8_t)(dp_cast_e5m2_to_f32(c) > u ? c - 1 : c);
+        break;
+    }
+    default: break;
+    }
+}
+
+/* v rounded once (to nearest even) into a float dtype. */
+DP_RNG_FN void dp_philox_store(void *p, dp_dtype dtype, int64_t i, double v) {
+    switch (dtype) {
+    case DP_F32: ((float *)p)[i] = (float)v; break;
+    case DP_F64: ((double *)p)[i] = v; break;
+    case DP_BF16: ((uint16_t *)p)[i] = dp_cast_f64_to_bf16(v); break;
+    case DP_F16: ((uint16_t *)p)[i] = dp_cast_f64_to_f16(v); break;
+    case DP_FP8_E4M3: ((uint8_t *)p)[i] = dp_cast_f64_to_e4m3(v); break;
+    case DP_FP8_E5M2: ((uint8_t *)p)[i] = dp_cast_f64_to_e5m2(v); break;
+    default: break;
+    }
+}
+
+/* The elements of a uniform fill (n elements, contiguous out) that block b of the fill feeds. */
+DP_RNG_FN void dp_philox_fill_uniform(void *out, dp_dtype dtype, int64_t n, uint64_t seed,
+                                      uint64_t counter, int64_t b) {
+    uint32_t w[4];
+    dp_philox_block(w, seed, counter + (uint64_t)b, 0);
+    if (dtype == DP_F64) {
+        for (int q = 0; q < 2; q++)
+            if (2 * b + q < n) ((double *)out)[2 * b + q] = dp_philox_uniform_f64(w[2 * q], w[2 * q + 1]);
+        return;
+    }
+    for (int j = 0; j < 4; j++)
+        if (4 * b + j < n) dp_philox_store_uniform(out, dtype, 4 * b + j, dp_philox_uniform_f32(w[j]));
+}
+
+/* The elements of a normal fill that block b feeds: mean + std * z, formed with one fma. */
+DP_RNG_FN void dp_philox_fill_normal(void *out, dp_dtype dtype, int64_t n, uint64_t seed,
+                                     uint64_t counter, int64_t b, double mean, double std) {
+    uint32_t w[4];
+    dp_philox_block(w, seed, counter + (uint64_t)b, 0);
+    for (int q = 0; q < 2 && 4 * b + 2 * q < n; q++) {
+        double z[2];
+        dp_philox_box_muller(z, w[2 * q], w[2 * q + 1]);
+        for (int k = 0; k < 2; k++)
+            if (4 * b + 2 * q + k < n) dp_philox_store(out, dtype, 4 * b + 2 * q + k, fma(std, z[k], mean));
+    }
+}
+
+/* Dropout keeps an element when its f32 uniform is at least p. */
+DP_RNG_FN int dp_philox_keep(uint32_t w, double p) { return (double)dp_philox_uniform_f32(w) >= p; }
+
+#endif

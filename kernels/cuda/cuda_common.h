@@ -1,0 +1,36 @@
+/* cuda_common.h: what the CUDA backend's files share: the core's internal API with C linkage,
+ * the error check that turns a CUDA status into dp_fail naming the call, and launch sizes. */
+#ifndef DP_CUDA_COMMON_H
+#define DP_CUDA_COMMON_H
+#include <stdint.h>
+#include <string.h>
+#include <cuda_runtime.h>
+extern "C" {
+#include "internal.h"
+}
+
+/* 0, or DP_EDEVICE with "op: call failed: reason". */
+static inline int dp_cuda_check(cudaError_t err, const char *op, const char *call) {
+    if (err == cudaSuccess) return 0;
+    return dp_fail(DP_EDEVICE, "%s: %s failed: %s", op, call, cudaGetErrorString(err));
+}
+
+/* Launch errors of the kernel just queued (bad configuration, no image for this GPU, ...). */
+static inline int dp_cuda_check_launch(const char *op, const char *kernel) {
+    return dp_cuda_check(cudaGetLastError(), op, kernel);
+}
+
+enum { DP_CUDA_THREADS = 256 };
+
+/* Grid for a grid-stride loop over n work items. */
+static inline unsigned dp_cuda_grid(int64_t n) {
+    int64_t g = (n + DP_CUDA_THREADS - 1) / DP_CUDA_THREADS;
+    return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g);
+}
+
+/* random.cu */
+int dp_cuda_rand_uniform(dp_tensor *out, dp_rng *rng);
+int dp_cuda_rand_normal(dp_tensor *out, dp_rng *rng, double mean, double std);
+int dp_cuda_dropout(dp_tensor *out, dp_tensor *mask, const dp_tensor *x, double p, dp_rng *rng);
+
+#endif

@@ -36,5 +36,5 @@ void *dp_fail_null(int code, const char *fmt, ...) {
 void dp_error_prefix(const char *ctx) {
     char previous[sizeof last_error];
     memcpy(previous, last_error, sizeof previous);
-    snprintf(last_error, sizeof last_error, "%s: %s", ctx, previous);
+    snprintf(last_error, sizeof last_error, "%.200s: %.800s", ctx, previous);
 }

@@ -65,6 +65,7 @@ const char *dp_tensor_desc(const dp_tensor *t) {
 int64_t dp_tensor_numel(const dp_tensor *t) { return dp_shape_numel(t->ndim, t->shape); }
 
 int32_t dp_tensor_is_contiguous(const dp_tensor *t) {
+    if (dp_tensor_numel(t) == 0) return 1;   /* no element to be out of place */
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->stride[i] != s) return 0;

@@ -105,4 +105,12 @@ void dp_node_release(dp_node *node);
 /* Sum g over broadcast dims so it has shape[ndim]; returns a new reference. */
 dp_tensor *dp_sum_to_shape(dp_tensor *g, int32_t ndim, const int64_t *shape);
 
+/* ---------------------------------------------------------------- reductions and NN ops
+ * (added for core/ops_embedding.c, core/ops_loss.c) */
+
+/* The values of a contiguous i32/i64 tensor on any device, as a malloc'd int64 array of numel
+ * entries that the caller frees; NULL (with the message naming op) on failure. Ops use it to
+ * range-check indices and labels before a kernel trusts them. */
+int64_t *dp_index_values(const char *op, const dp_tensor *idx);
+
 #endif

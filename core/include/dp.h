@@ -330,8 +330,9 @@ void dp_ledger_free(dp_ledger *ledger);
 int dp_ledger_step(dp_ledger *ledger, double q, double sigma, double clip);
 int32_t dp_ledger_num_runs(const dp_ledger *ledger);
 int64_t dp_ledger_total_steps(const dp_ledger *ledger);
-/* Run i (0-based) into out. */
+/* Run i (0-based) into out, and its clipping norm into *clip. */
 int dp_ledger_run(const dp_ledger *ledger, int32_t i, dp_mech_run *out);
+int dp_ledger_run_clip(const dp_ledger *ledger, int32_t i, double *clip);
 int dp_ledger_epsilon(const dp_ledger *ledger, dp_eps_result *out, dp_accountant_kind kind,
                       double delta);
 /* JSON text (caller frees with dp_free), and a ledger rebuilt from it (NULL on malformed input,

@@ -8,8 +8,8 @@
 #include <string.h>
 #include "dp.h"
 
-static int dp_test_failures = 0;
-static int dp_test_checks = 0;
+static int dp_test_failures __attribute__((unused)) = 0;
+static int dp_test_checks __attribute__((unused)) = 0;
 
 #define CHECK(cond, ...)                                                            \
     do {                                                                            \
@@ -36,18 +36,18 @@ static int dp_test_checks = 0;
 #define CHECK_PTR(ptr) CHECK((ptr) != NULL, "NULL: %s", dp_last_error())
 
 /* Print the summary and return the exit code for main(). */
-static int dp_test_finish(const char *name) {
+static inline int dp_test_finish(const char *name) {
     printf("%s: %d checks, %d failed\n", name, dp_test_checks, dp_test_failures);
     return dp_test_failures ? 1 : 0;
 }
 
 /* Deterministic values in [-1, 1) for test inputs (an LCG, independent of the library's RNG). */
-static double dp_test_uniform(uint64_t *state) {
+static inline double dp_test_uniform(uint64_t *state) {
     *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
     return (double)(*state >> 11) / 9007199254740992.0 * 2.0 - 1.0;
 }
 
-static dp_tensor *dp_test_random(dp_dtype dtype, int32_t ndim, const int64_t *shape,
+static inline dp_tensor *dp_test_random(dp_dtype dtype, int32_t ndim, const int64_t *shape,
                                  uint64_t seed) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
@@ -66,7 +66,7 @@ typedef dp_tensor *(*dp_test_fn)(dp_tensor **inputs, void *ctx);
  * element's gradient matters. Compares the autograd gradient of each input that requires grad
  * against central differences with step h. Returns the number of mismatches (also counted as
  * failures). Inputs must be f64 CPU tensors. */
-static int dp_test_gradcheck(const char *name, dp_test_fn f, void *ctx, int32_t n_inputs,
+static inline int dp_test_gradcheck(const char *name, dp_test_fn f, void *ctx, int32_t n_inputs,
                              dp_tensor **inputs, double h, double tol) {
     int bad = 0;
     dp_tensor *y = f(inputs, ctx);

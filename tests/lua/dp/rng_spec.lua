@@ -1,0 +1,35 @@
+-- Specs for dp.rng: seeding, state, cloning and the default generator.
+local dp = require "dp"
+
+describe("dp.rng", function()
+  it("reproduces draws from the same seed", function()
+    assert.same(dp.rng(7):randn({5}):totable(), dp.rng(7):randn({5}):totable())
+    assert.are_not.same(dp.rng(7):randn({5}):totable(), dp.rng(8):randn({5}):totable())
+  end)
+
+  it("exposes and restores its state", function()
+    local r = dp.rng(3)
+    assert.same({3, 0}, { r:state() })
+    r:rand({10})
+    local seed, counter = r:state()
+    assert.equal(3, seed)
+    assert.is_true(counter > 0)
+    local a = r:clone():randn({4}):totable()
+    local b = dp.rng(0):set_state(seed, counter):randn({4}):totable()
+    assert.same(a, b)
+    assert.truthy(tostring(r):find("dp.rng(seed=3, counter=", 1, true))
+  end)
+
+  it("reseeds the default generator", function()
+    dp.manual_seed(11)
+    local a = dp.randn({3}):totable()
+    dp.manual_seed(11)
+    assert.same(a, dp.randn({3}):totable())
+  end)
+
+  it("draws uniform values with r:rand", function()
+    local u = dp.rng(1):rand({1000}, "f64")
+    assert.equal("f64", u:dtype())
+    assert.is_true(u:max():item() < 1)
+  end)
+end)

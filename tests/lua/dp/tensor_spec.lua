@@ -1,0 +1,173 @@
+-- Specs for dp.tensor: the metatype (operators, methods, .grad, identity) and error reporting.
+local dp = require "dp"
+local ffi = require "ffi"
+local tu = require "testutil"
+
+describe("dp.tensor", function()
+  describe("operators", function()
+    local a = dp.tensor({{1, 2, 3}, {4, 5, 6}})
+    local b = dp.tensor({{6, 5, 4}, {3, 2, 1}})
+
+    it("add, sub, mul and div tensors elementwise", function()
+      tu.assert_close(a + b, {{7, 7, 7}, {7, 7, 7}})
+      tu.assert_close(a - b, {{-5, -3, -1}, {1, 3, 5}})
+      tu.assert_close(a * b, {{6, 10, 12}, {12, 10, 6}})
+      tu.assert_close(a / b, {{1 / 6, 2 / 5, 3 / 4}, {4 / 3, 5 / 2, 6}})
+    end)
+
+    it("take numbers on either side", function()
+      tu.assert_close(a + 1, {{2, 3, 4}, {5, 6, 7}})
+      tu.assert_close(1 + a, {{2, 3, 4}, {5, 6, 7}})
+      tu.assert_close(10 - a, {{9, 8, 7}, {6, 5, 4}})
+      tu.assert_close(a - 1, {{0, 1, 2}, {3, 4, 5}})
+      tu.assert_close(2 * a, {{2, 4, 6}, {8, 10, 12}})
+      tu.assert_close(a / 2, {{0.5, 1, 1.5}, {2, 2.5, 3}})
+      tu.assert_close(6 / a, {{6, 3, 2}, {1.5, 1.2, 1}})
+    end)
+
+    it("negate and raise to powers", function()
+      tu.assert_close(-a, {{-1, -2, -3}, {-4, -5, -6}})
+      tu.assert_close(a ^ 2, {{1, 4, 9}, {16, 25, 36}})
+      tu.assert_close(2 ^ a, {{2, 4, 8}, {16, 32, 64}}, 1e-5)
+    end)
+
+    it("broadcast NumPy-style", function()
+      local row = dp.tensor({10, 20, 30})
+      local col = dp.tensor({{1}, {2}})
+      tu.assert_close(a + row, {{11, 22, 33}, {14, 25, 36}})
+      tu.assert_close(col * row, {{10, 20, 30}, {20, 40, 60}})
+      tu.assert_close(a + dp.tensor(1), {{2, 3, 4}, {5, 6, 7}})
+    end)
+
+    it("report shape mismatches naming the op and both shapes", function()
+      assert.error_matches(function() local _ = a + dp.zeros(4) end,
+        "add: shapes do not broadcast ([2,3] f32 cpu and [4] f32 cpu", nil, true)
+      assert.error_matches(function() local _ = a * dp.zeros(3, 2) end, "mul: ", nil, true)
+      assert.error_matches(function() local _ = a - dp.zeros(3, 2) end, "[3,2] f32 cpu", nil, true)
+    end)
+
+    it("report dtype mismatches naming both dtypes", function()
+      assert.error_matches(function() local _ = a / dp.zeros({2, 3}, "f64") end,
+        "div: dtypes differ (a is [2,3] f32 cpu, b is [2,3] f64 cpu)", nil, true)
+    end)
+
+    it("reject non-tensor operands with a clear message", function()
+      assert.error_matches(function() local _ = a + "x" end,
+        "add: argument 2 is a string, expected a tensor", nil, true)
+      assert.error_matches(function() local _ = a + {} end,
+        "add: argument 2 is a table, expected a tensor", nil, true)
+    end)
+
+    it("compare by identity (so t == nil works)", function()
+      assert.is_false(a == nil)
+      assert.is_true(a == a)
+      assert.is_false(a == b)
+      assert.is_true(a:detach() ~= a)
+    end)
+
+    it("give the first dim as #t", function()
+      assert.equal(2, #a)
+      assert.equal(0, #dp.tensor(3))
+    end)
+  end)
+
+  describe("methods", function()
+    local t = dp.zeros({2, 3, 4}, "f64")
+
+    it("describe shape, dtype and device", function()
+      assert.same({2, 3, 4}, t:size())
+      assert.same({2, 3, 4}, t:shape())
+      assert.equal(3, t:size(2))
+      assert.equal(4, t:size(-1))
+      assert.equal(3, t:dim())
+      assert.equal(24, t:numel())
+      assert.equal("f64", t:dtype())
+      assert.equal("cpu", t:device())
+      assert.same({12, 4, 1}, t:stride())
+      assert.is_true(t:is_contiguous())
+      assert.is_false(t:transpose(1, 2):is_contiguous())
+      assert.equal("[2,3,4] f64 cpu", t:desc())
+    end)
+
+    it("expose the raw pointer and fields through t.ptr", function()
+      assert.equal(3, t.ptr.ndim)
+      assert.equal(4, tonumber(t.ptr.shape[2]))
+      assert.is_true(ffi.istype("dp_tensor *", t.ptr))
+    end)
+
+    it("set and read requires_grad", function()
+      local x = dp.zeros(2)
+      assert.is_false(x:requires_grad())
+      assert.equal(x, x:requires_grad(true))
+      assert.is_true(x:requires_grad())
+      x:requires_grad(false)
+      assert.is_false(x:requires_grad())
+      assert.is_true(dp.zeros(2, { requires_grad = true }):requires_grad())
+    end)
+
+    it("give .grad as a tensor sharing the C gradient, and clear it", function()
+      local x = dp.tensor({1, 2, 3}, { dtype = "f64", requires_grad = true })
+      assert.is_nil(x.grad)
+      local y = (x * x):sum()
+      y:backward()
+      tu.assert_close(x.grad, {2, 4, 6})
+      assert.equal(x.ptr.grad, x.grad.ptr)
+      x.grad = dp.tensor({1, 1, 1}, "f64")
+      tu.assert_close(x.grad, {1, 1, 1})
+      x:zero_grad()
+      assert.is_nil(x.grad)
+    end)
+
+    it("name the op that produced a tensor", function()
+      local x = dp.zeros(2, { requires_grad = true })
+      assert.equal("", x:op_name())
+      assert.is_true(x:is_leaf())
+      local y = x:exp()
+      assert.is_false(y:is_leaf())
+      assert.is_truthy(y:op_name():find("exp"))
+    end)
+
+    it("mark parameters", function()
+      local w = dp.zeros(2)
+      assert.is_false(w:is_param())
+      w:is_param(true)
+      assert.is_true(w:is_param())
+      assert.equal(1, w.ptr.is_param)
+    end)
+
+    it("release the C reference early", function()
+      local before = dp.live_tensors()
+      local x = dp.zeros(1000)
+      assert.equal(before + 1, dp.live_tensors())
+      x:release()
+      assert.equal(before, dp.live_tensors())
+      assert.error_matches(function() x:exp() end, "exp: argument 1 is a released tensor", nil, true)
+      assert.equal("tensor(released)", tostring(x))
+    end)
+
+    it("can be extended through dp.Tensor", function()
+      dp.Tensor.twice = function(x) return x * 2 end
+      tu.assert_close(dp.tensor({1, 2}):twice(), {2, 4})
+      dp.Tensor.twice = nil
+    end)
+
+    it("refuse unknown fields on assignment", function()
+      assert.error_matches(function() t.foo = 1 end, "tensor: cannot set field foo", nil, true)
+    end)
+  end)
+
+  describe("errors", function()
+    it("are raised at the caller's line, with the C message", function()
+      local a = dp.zeros(2, 3)
+      local line
+      local ok, err = pcall(function()
+        line = tu.line() + 1
+        local _ = a:matmul(dp.zeros(4, 5))
+      end)
+      assert.is_false(ok)
+      assert.truthy(err:find("tensor_spec.lua:" .. line .. ": matmul: inner dims differ", 1, true), err)
+      assert.truthy(err:find("[2,3] f32 cpu", 1, true))
+      assert.truthy(err:find("[4,5] f32 cpu", 1, true))
+    end)
+  end)
+end)

@@ -166,13 +166,8 @@ double dp_load_f64(const void *p, dp_dtype dtype, int64_t i) {
 }
 
 void dp_store_f64(void *p, dp_dtype dtype, int64_t i, double v) {
+    if (dp_cast_store_float(p, dtype, i, v)) return;
     switch (dtype) {
-    case DP_F32: ((float *)p)[i] = (float)v; break;
-    case DP_F64: ((double *)p)[i] = v; break;
-    case DP_BF16: ((uint16_t *)p)[i] = dp_cast_f64_to_bf16(v); break;
-    case DP_F16: ((uint16_t *)p)[i] = dp_cast_f64_to_f16(v); break;
-    case DP_FP8_E4M3: ((uint8_t *)p)[i] = dp_cast_f64_to_e4m3(v); break;
-    case DP_FP8_E5M2: ((uint8_t *)p)[i] = dp_cast_f64_to_e5m2(v); break;
     case DP_I32:
         ((int32_t *)p)[i] = (int32_t)to_int_sat(v, -2147483648.0, 2147483648.0, INT32_MIN, INT32_MAX);
         break;

@@ -11,6 +11,7 @@
 #define DP_DTYPE_CAST_H
 #include <stdint.h>
 #include <string.h>
+#include "dp.h"
 
 #ifdef __CUDACC__
 #define DP_CAST_FN static __host__ __device__ __forceinline__
@@ -104,5 +105,19 @@ DP_CAST_FN float dp_cast_e4m3_to_f32(uint8_t b) {
 
 /* e5m2 is the top byte of an f16. */
 DP_CAST_FN float dp_cast_e5m2_to_f32(uint8_t b) { return dp_cast_f16_to_f32((uint16_t)(b << 8)); }
+
+/* v rounded once (to nearest even) into element i of a float buffer; returns 0 for a non-float
+ * dtype, which the caller handles. The one store both backends use for float results. */
+DP_CAST_FN int dp_cast_store_float(void *p, dp_dtype dtype, int64_t i, double v) {
+    switch (dtype) {
+    case DP_F32: ((float *)p)[i] = (float)v; return 1;
+    case DP_F64: ((double *)p)[i] = v; return 1;
+    case DP_BF16: ((uint16_t *)p)[i] = dp_cast_f64_to_bf16(v); return 1;
+    case DP_F16: ((uint16_t *)p)[i] = dp_cast_f64_to_f16(v); return 1;
+    case DP_FP8_E4M3: ((uint8_t *)p)[i] = dp_cast_f64_to_e4m3(v); return 1;
+    case DP_FP8_E5M2: ((uint8_t *)p)[i] = dp_cast_f64_to_e5m2(v); return 1;
+    default: return 0;
+    }
+}
 
 #endif

@@ -201,15 +201,7 @@ DP_RNG_FN void dp_philox_store_uniform(void *p, dp_dtype dtype, int64_t i, float
 
 /* v rounded once (to nearest even) into a float dtype. */
 DP_RNG_FN void dp_philox_store(void *p, dp_dtype dtype, int64_t i, double v) {
-    switch (dtype) {
-    case DP_F32: ((float *)p)[i] = (float)v; break;
-    case DP_F64: ((double *)p)[i] = v; break;
-    case DP_BF16: ((uint16_t *)p)[i] = dp_cast_f64_to_bf16(v); break;
-    case DP_F16: ((uint16_t *)p)[i] = dp_cast_f64_to_f16(v); break;
-    case DP_FP8_E4M3: ((uint8_t *)p)[i] = dp_cast_f64_to_e4m3(v); break;
-    case DP_FP8_E5M2: ((uint8_t *)p)[i] = dp_cast_f64_to_e5m2(v); break;
-    default: break;
-    }
+    dp_cast_store_float(p, dtype, i, v);
 }
 
 /* The elements of a uniform fill (n elements, contiguous out) that block b of the fill feeds. */

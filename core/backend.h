@@ -99,6 +99,45 @@ typedef struct dp_ops {
     int (*rand_normal)(dp_tensor *out, dp_rng *rng, double mean, double std);
     /* mask (u8, contiguous, numel of x) = 1 where kept (probability 1-p); out = x*mask/(1-p). */
     int (*dropout)(dp_tensor *out, dp_tensor *mask, const dp_tensor *x, double p, dp_rng *rng);
+
+    /* ---- per-sample gradients (core/dpsgd). f64 outputs accumulate in f64. */
+    /* out (B, T, T) = x[b] @ x[b]^T for contiguous x (B, T, K), f32 or f64 (out has x's dtype).
+     * At least the upper triangle (s >= t) is written; the engine reads only that. */
+    int (*gram)(dp_tensor *out, const dp_tensor *x);
+    /* Ghost norm of each example from the Gram matrices ga, gg (B, T, T), contiguous, same dtype
+     * f32/f64, upper triangles read (symmetric): sq[b] = sum_{t,s} ga[t,s] * gg[t,s] and
+     * bound[b] = sum_{t,s} (ka * ra_t * ra_s * |gg[t,s]| + kg * |ga[t,s]| * rg_t * rg_s), with
+     * ra_t = sqrt(ga[t,t]), rg_t = sqrt(gg[t,t]). sq, bound f64 (B). */
+    int (*ghost_norm)(dp_tensor *sq, dp_tensor *bound, const dp_tensor *ga, const dp_tensor *gg,
+                      double ka, double kg);
+    /* out (B, R, N) f32/f64 = factor[b] * x[b, :, :], computed in f64 and rounded once; where
+     * factor[b] is 0 the rows are exact zeros even if x holds NaN or Inf. x contiguous (B, R, N),
+     * any float dtype; factor f64 (B). */
+    int (*scale_rows)(dp_tensor *out, const dp_tensor *x, const dp_tensor *factor);
+    /* out (B, N) f64 = sum_t g[b, t, :], or with x (non-NULL) sum_t g[b,t,:] * xhat[b,t,:] where
+     * xhat = (x - mean[b*T + t]) * rstd[b*T + t]. g, x contiguous (B, T, N), any float dtype;
+     * mean, rstd (B*T) f32/f64. */
+    int (*row_sums)(dp_tensor *out, const dp_tensor *g, const dp_tensor *x, const dp_tensor *mean,
+                    const dp_tensor *rstd);
+    /* out (R) f64 = sum of squares of each row of contiguous x (R, N), any float dtype. */
+    int (*row_sq_norms)(dp_tensor *out, const dp_tensor *x);
+    /* out (B) f64: for each example b, sum over distinct values v in idx[b, :] of
+     * || sum_{t : idx[b,t] = v} g[b, t, :] ||^2 (the squared norm of its embedding gradient).
+     * idx (B, T) i32/i64 contiguous, g (B, T, D) contiguous any float dtype. */
+    int (*embedding_sq_norms)(dp_tensor *out, const dp_tensor *idx, const dp_tensor *g);
+    /* dst (contiguous f32/f64) += std * z_i, z_i the normals of dp_philox_normal_pair (philox.h)
+     * at block counter + i/2 of stream `stream` (element 2k from cos, 2k+1 from sin), added in
+     * double and rounded once. */
+    int (*noise_add_philox)(dp_tensor *dst, double std, uint64_t seed, uint64_t stream,
+                            uint64_t counter);
+
+    /* ---- optimizers (see dp_sgd_step_, dp_adam_step_ in dp.h; arguments already checked) */
+    int (*sgd_step)(dp_tensor *param, const dp_tensor *grad, dp_tensor *buf, double lr,
+                    double momentum, double dampening, double weight_decay, int32_t nesterov,
+                    int32_t first_step);
+    int (*adam_step)(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v,
+                     double lr, double beta1, double beta2, double eps, double weight_decay,
+                     int32_t decoupled, int64_t step);
 } dp_ops;
 
 /* The table for a device, or NULL (with dp_fail) when that backend is not available. */

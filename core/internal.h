@@ -113,4 +113,23 @@ dp_tensor *dp_sum_to_shape(dp_tensor *g, int32_t ndim, const int64_t *shape);
  * range-check indices and labels before a kernel trusts them. */
 int64_t *dp_index_values(const char *op, const dp_tensor *idx);
 
+/* ---------------------------------------------------------------- DP engine hooks (core/dpsgd/psg.c)
+ * The backward functions of the ops that own parameters call these. */
+
+typedef struct dp_psg_param dp_psg_param;
+/* The active engine's record for parameter input t (looking through cast/contiguous/clone nodes to
+ * the leaf), or NULL when no engine is active, t is not registered, or t is frozen. */
+dp_psg_param *dp_psg_lookup(const dp_tensor *t);
+/* Hand the engine one use of a parameter. x, gy: the op's input and output gradient with the
+ * example as dim 0; w, b: the records of its weight and bias (either may be NULL). */
+int dp_psg_tap_linear(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor *gy);
+int dp_psg_tap_embedding(dp_psg_param *w, dp_tensor *indices, dp_tensor *gy);
+int dp_psg_tap_layer_norm(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor *mean,
+                          dp_tensor *rstd, dp_tensor *gy);
+int dp_psg_tap_bias(dp_psg_param *b, dp_tensor *gy);
+/* Called by the autograd engine before a gradient is accumulated into a leaf: fails (naming op and
+ * parameter) when an engine is active and the leaf is a registered parameter (its gradient must
+ * come through a tap) or an unregistered trainable one (is_param). */
+int dp_psg_check_leaf(const dp_tensor *leaf, const char *op);
+
 #endif

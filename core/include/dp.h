@@ -275,6 +275,153 @@ int32_t dp_device_available(dp_device device);
  * "convert+openblas"), for benchmarks and tests. */
 const char *dp_matmul_engine(dp_dtype dtype);
 
+/* ------------------------------------------------------------------ DP-SGD: ops the engine sees */
+
+/* x (B, ..., p) + bias (p): a standalone bias whose per-sample gradient the DP engine sees (a bias
+ * added with dp_add is an ordinary op, and a registered parameter reaching it fails backward). */
+dp_tensor *dp_bias_add(dp_tensor *x, dp_tensor *bias);
+/* Rows of x (any dtype, any device) along dim 0 at indices (1-D i32/i64): (n, ...). For batching
+ * data; not differentiable. Indices are range-checked. */
+dp_tensor *dp_index_select_rows(dp_tensor *x, dp_tensor *indices);
+
+/* ------------------------------------------------------------------ DP-SGD: noise and sampling */
+
+/* Generators for DP noise and Poisson sampling.
+ *  - reproducible: Philox4x32-10 keyed by seed, 128-bit counter (block counter, stream). The
+ *    same (seed, stream, counter) gives the same draws on every backend.
+ *  - secure: ChaCha20 (RFC 8439) keyed with 256 bits from the operating system's CSPRNG
+ *    (getrandom). The key stays in C memory, is never returned, and is wiped when freed.
+ * Normals are drawn in double: Box-Muller on two 53-bit uniforms in (0, 1), so |z| reaches about
+ * 8.57 (the tail beyond has probability below 1e-17). */
+typedef enum { DP_NOISE_REPRODUCIBLE = 0, DP_NOISE_SECURE = 1 } dp_noise_mode;
+typedef struct dp_noise dp_noise;
+
+dp_noise *dp_noise_new_seeded(uint64_t seed, uint64_t stream, uint64_t counter);
+/* NULL with a message when the OS has no CSPRNG to key it. */
+dp_noise *dp_noise_new_secure(uint64_t stream);
+void dp_noise_free(dp_noise *noise);
+int32_t dp_noise_mode_of(const dp_noise *noise);
+/* Position (blocks consumed) and, in reproducible mode, the seed and stream (secure mode reports
+ * seed 0: the key is never revealed). */
+int dp_noise_state(const dp_noise *noise, uint64_t *seed, uint64_t *stream, uint64_t *counter);
+/* dst (contiguous f32/f64, any device) += std * N(0, 1): drawn and added in double, rounded once
+ * to dst's dtype. Advances the counter by ceil(n / 2) blocks. */
+int dp_noise_add_(dp_noise *noise, dp_tensor *dst, double std);
+/* n standard normals / uniforms in (0, 1), doubles, into out[n] (for tests and samplers). */
+int dp_noise_normals(dp_noise *noise, double *out, int64_t n);
+int dp_noise_uniforms(dp_noise *noise, double *out, int64_t n);
+/* Poisson subsampling: each of 0..n-1 independently with probability q. The chosen indices go
+ * in ascending order to out[capacity]; *count receives how many were chosen. When count exceeds
+ * capacity nothing is lost: the call fails with DP_EARG, *count says the size needed, and the
+ * generator is left where it was so the caller can retry with a larger buffer. */
+int dp_poisson_sample(dp_noise *noise, int64_t n, double q, int64_t *out, int64_t capacity,
+                      int64_t *count);
+/* A uniform random permutation of 0..n-1 into out[n] (Fisher-Yates). */
+int dp_shuffle(dp_noise *noise, int64_t *out, int64_t n);
+
+/* ------------------------------------------------------------------ DP-SGD: per-sample gradients */
+
+/* The per-sample gradient engine (book-keeping DP-SGD; Bu, Wang, Zha, Karypis, "Differentially
+ * private optimization on large model at small cost", ICML 2023). Parameters are registered once.
+ * While the engine is active, the backward of dp_linear, dp_embedding, dp_layer_norm and
+ * dp_bias_add does not write a registered parameter's .grad: it hands the engine the op's input
+ * and output gradient (a "tap"). After the backward the engine computes each example's gradient
+ * norm, its clip factor, and the clipped sum as one GEMM over scaled output gradients, into f32
+ * (f64 for f64 parameters) accumulators that span the micro-batches of a logical batch; noise is
+ * then added once and written to .grad. Any other op reaching a registered parameter fails the
+ * backward, as does a trainable parameter (is_param) that is not registered.
+ * Dim 0 of every tapped input is the example. */
+typedef struct dp_psg dp_psg;
+
+typedef enum { DP_PSG_AUTO = 0, DP_PSG_GHOST = 1, DP_PSG_MATERIALISE = 2 } dp_psg_form;
+typedef enum {
+    DP_PSG_NONE = 0, DP_PSG_LINEAR_WEIGHT = 1, DP_PSG_LINEAR_BIAS = 2, DP_PSG_EMBEDDING = 3,
+    DP_PSG_NORM_WEIGHT = 4, DP_PSG_NORM_BIAS = 5, DP_PSG_BIAS = 6
+} dp_psg_kind;
+typedef enum { DP_CLIP_FLAT = 0, DP_CLIP_PER_LAYER = 1, DP_CLIP_AUTOMATIC = 2 } dp_clip_mode;
+
+typedef struct dp_psg_param_info {
+    const char *name;          /* valid while the engine lives */
+    int32_t group;             /* clipping group (per-layer clipping) */
+    int32_t trainable;         /* requires_grad when the micro-batch began */
+    int32_t kind;              /* dp_psg_kind of its last tap */
+    int32_t taps;              /* uses seen in the current micro-batch */
+    int32_t form_request;      /* dp_psg_form asked for */
+    int32_t form_used;         /* GHOST or MATERIALISE for linear weights in the last norms; else 0 */
+    int64_t seq_len;           /* tokens per example in its last norms (1 for 2-D inputs) */
+    double ghost_flops, materialise_flops;   /* estimated cost of each form for those shapes */
+} dp_psg_param_info;
+
+typedef struct dp_clip_config {
+    int32_t mode;              /* dp_clip_mode */
+    double max_norm;           /* C for flat and automatic */
+    int32_t n_groups;          /* per-layer: thresholds[g] for group g */
+    const double *thresholds;
+    double gamma;              /* automatic: c_i = C / (norm_i + gamma); 0 selects 0.01 */
+} dp_clip_config;
+
+typedef struct dp_clip_stats {
+    int64_t samples;           /* examples in the micro-batch */
+    int64_t clipped;           /* examples whose factor is below 1 (any group) */
+    int64_t nonfinite;         /* examples with a NaN or Inf gradient: zeroed, not summed */
+    double norm_mean, norm_max;/* of the finite per-example total norms */
+} dp_clip_stats;
+
+dp_psg *dp_psg_new(void);
+void dp_psg_free(dp_psg *psg);   /* deactivates it if active */
+/* Register a float leaf (retained) under name (copied) in clipping group >= 0. Returns its index
+ * (0, 1, ...) or a negative status. Registering twice is an error. */
+int32_t dp_psg_add_param(dp_psg *psg, dp_tensor *param, const char *name, int32_t group);
+int32_t dp_psg_num_params(const dp_psg *psg);
+int dp_psg_describe(const dp_psg *psg, int32_t index, dp_psg_param_info *out);
+/* Force the norm form of a linear weight (index -1: every parameter); AUTO picks the cheaper. */
+int dp_psg_set_form(dp_psg *psg, int32_t index, int32_t form);
+/* Make psg this thread's active engine (NULL: none). */
+int dp_psg_activate(dp_psg *psg);
+dp_psg *dp_psg_active(void);
+/* Start a micro-batch of `batch` examples (>= 1): forget the previous micro-batch's taps,
+ * norms and factors (accumulators are kept). */
+int dp_psg_begin(dp_psg *psg, int64_t batch);
+/* After the backward: every example's squared norm per parameter. Fails, naming it, when a
+ * trainable registered parameter got no tap. */
+int dp_psg_compute_norms(dp_psg *psg);
+/* Per-example norms (not squared) into out[batch]: of parameter index, or of everything (index
+ * -1). Upper bounds (rounding included) when bound = 1, the computed values when 0. */
+int dp_psg_sample_norms(const dp_psg *psg, int32_t index, int32_t bound, double *out);
+/* Clip factors, add sum_i c_i g_i into the accumulators, release the taps. factors of the
+ * group (flat/automatic: group 0) are then readable with dp_psg_clip_factors. */
+int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_stats *stats);
+int dp_psg_clip_factors(const dp_psg *psg, int32_t group, double *out);
+/* Example `sample`'s unclipped gradient of parameter index, recomputed in f64 from the taps
+ * (call between compute_norms and clip_accumulate). New f64 tensor of the parameter's shape. */
+dp_tensor *dp_psg_sample_grad(const dp_psg *psg, int32_t index, int64_t sample);
+/* The accumulator of parameter index (new reference; NULL when it has none yet). */
+dp_tensor *dp_psg_accumulator(const dp_psg *psg, int32_t index);
+/* End the logical batch: for every trainable parameter (registration order) add std * N(0, 1)
+ * to its accumulator (noise may be NULL only when std is 0), set .grad = accumulator * scale,
+ * and zero the accumulator. Frozen parameters get no noise and their .grad is cleared. */
+int dp_psg_finish(dp_psg *psg, dp_noise *noise, double std, double scale);
+/* Zero the accumulators and drop taps (abandon a logical batch). */
+int dp_psg_reset(dp_psg *psg);
+
+/* ------------------------------------------------------------------ optimizers (fp32 state) */
+
+/* One update of param (any float dtype; the arithmetic is in f64 for f64 params, f32 otherwise,
+ * rounded once to param's dtype) from grad (f32 or f64, param's shape). State tensors are f32
+ * (f64 for f64 params), contiguous, param's shape, zero before the first step.
+ * SGD (PyTorch semantics): g' = g + wd*p; buf = momentum*buf + (1-dampening)*g' (buf = g' on the
+ * first step); step = nesterov ? g' + momentum*buf : buf (g' when momentum is 0, buf may be NULL);
+ * p -= lr*step.
+ * Adam / AdamW (decoupled = 1): step counts from 1; Adam adds wd*p to g; AdamW multiplies p by
+ * (1 - lr*wd) first; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ * p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps). */
+int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_buf, double lr,
+                 double momentum, double dampening, double weight_decay, int32_t nesterov,
+                 int32_t first_step);
+int dp_adam_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v, double lr,
+                  double beta1, double beta2, double eps, double weight_decay, int32_t decoupled,
+                  int64_t step);
+
 /* ------------------------------------------------------------------ privacy accountant */
 
 /* Poisson-subsampled Gaussian mechanism, composed over runs of equal steps.
@@ -335,6 +482,34 @@ int dp_ledger_run(const dp_ledger *ledger, int32_t i, dp_mech_run *out);
 int dp_ledger_run_clip(const dp_ledger *ledger, int32_t i, double *clip);
 int dp_ledger_epsilon(const dp_ledger *ledger, dp_eps_result *out, dp_accountant_kind kind,
                       double delta);
+/* A DP-SGD step with its book-keeping: lengthens the last run when q, sigma, clip, sampling,
+ * noise mode and seed are unchanged and the counters continue where the run stopped; else
+ * starts a run. */
+typedef struct dp_ledger_step_info {
+    double q, sigma, clip;
+    int64_t batch_size;             /* realised logical batch size (0 for an empty batch) */
+    int32_t sampling;               /* 0 Poisson, 1 shuffled fixed-size (accounted as Poisson) */
+    int32_t noise_mode;             /* dp_noise_mode */
+    uint64_t noise_seed;            /* reproducible mode; 0 when secure */
+    uint64_t noise_counter_before, noise_counter_after;
+    uint64_t sampler_counter_before, sampler_counter_after;
+} dp_ledger_step_info;
+typedef struct dp_ledger_run_info {
+    double q, sigma, clip;
+    int64_t steps;
+    int64_t batch_total, batch_min, batch_max, empty_batches;   /* over steps with records */
+    int32_t sampling, noise_mode;
+    uint64_t noise_seed;
+    uint64_t noise_counter_first, noise_counter_last;     /* before its first, after its last step */
+    uint64_t sampler_counter_first, sampler_counter_last;
+    int32_t detailed;               /* 0 for runs made by dp_ledger_step (no book-keeping) */
+} dp_ledger_run_info;
+int dp_ledger_record(dp_ledger *ledger, const dp_ledger_step_info *info);
+int dp_ledger_run_detail(const dp_ledger *ledger, int32_t i, dp_ledger_run_info *out);
+/* Mark that raw per-sample statistics were read (a debugging inspection: the run is not clean);
+ * what (copied) says which. Counted and kept in the JSON. */
+int dp_ledger_mark_inspected(dp_ledger *ledger, const char *what);
+int64_t dp_ledger_inspections(const dp_ledger *ledger);
 /* JSON text (caller frees with dp_free), and a ledger rebuilt from it (NULL on malformed input,
  * with the reason in dp_last_error()). */
 char *dp_ledger_to_json(const dp_ledger *ledger);

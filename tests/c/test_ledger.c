@@ -37,7 +37,7 @@ static void test_steps_and_runs(void) {
     CHECK_OK(dp_ledger_epsilon(empty, &e, DP_ACCT_RDP, 1e-5));
     CHECK(e.epsilon == 0 && dp_ledger_total_steps(empty) == 0, "empty ledger: %g", e.epsilon);
     char *json = dp_ledger_to_json(empty);
-    CHECK(json && strcmp(json, "{\"version\":1,\"runs\":[]}") == 0, "empty json %s", json ? json : "NULL");
+    CHECK(json && strcmp(json, "{\"version\":1,\"runs\":[],\"inspections\":0,\"inspected\":[]}") == 0, "empty json %s", json ? json : "NULL");
     dp_free(json);
     dp_ledger_free(empty);
 }
@@ -66,7 +66,7 @@ static void test_json_round_trip(void) {
     CHECK_OK(dp_ledger_step(back, qs[3], 0.1 + 3 / 7.0, 1.0 / 6));
     CHECK(dp_ledger_num_runs(back) == 4 && dp_ledger_total_steps(back) == 11, "resume");
     char *again = dp_ledger_to_json(back);
-    CHECK(again && strstr(again, "\"steps\":5}]}"), "%s", again ? again : "NULL");
+    CHECK(again && strstr(again, "\"steps\":5}],"), "%s", again ? again : "NULL");
     dp_free(again);
     dp_free(json);
     dp_ledger_free(back);

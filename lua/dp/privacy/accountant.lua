@@ -173,16 +173,96 @@ function Ledger:epsilon(delta, kind)
   return result_table(r)
 end
 
--- The runs as a list of {q=, sigma=, clip=, steps=}.
+-- ---------------------------------------------------------------- DP-SGD book-keeping
+
+local sampling_ids = { poisson = 0, shuffle = 1 }
+local noise_mode_ids = { reproducible = 0, secure = 1 }
+local sampling_names = { [0] = "poisson", [1] = "shuffle" }
+local noise_mode_names = { [0] = "reproducible", [1] = "secure" }
+local u64 = ffi.typeof("uint64_t")
+
+local function name_id(opts, key, ids, a, b)
+  local id = ids[opts[key]]
+  if id == nil then
+    raise(("Ledger:record: %s must be \"%s\" or \"%s\", got %s"):format(key, a, b, tostring(opts[key])))
+  end
+  return id
+end
+
+-- A generator counter or seed: a Lua number (an integer in [0, 2^53], where doubles are exact)
+-- or a uint64_t / nonnegative int64_t cdata (exact up to 2^64 - 1).
+local function counter(opts, key, default)
+  local v = opts[key]
+  if v == nil then v = default end
+  if type(v) == "number" and v >= 0 and v <= 2 ^ 53 and v == math.floor(v) then return u64(v) end
+  if ffi.istype(u64, v) then return v end
+  if ffi.istype("int64_t", v) and v >= 0 then return ffi.cast(u64, v) end
+  raise(("Ledger:record: %s must be an integer >= 0 (a number up to 2^53 or a uint64_t cdata), got %s")
+        :format(key, tostring(v)))
+end
+
+-- Record one DP-SGD step with its book-keeping: record{q=, sigma=, clip=, batch_size=,
+-- sampling="poisson"|"shuffle", noise_mode="reproducible"|"secure", noise_seed= (default 0),
+-- noise_counter_before=, noise_counter_after=, sampler_counter_before=, sampler_counter_after=}.
+-- The last run lengthens when the mechanism, sampler, noise mode and seed are unchanged and both
+-- counters continue where it stopped; otherwise a run starts (see dp_ledger_record).
+function Ledger:record(opts)
+  local fn = "Ledger:record"
+  if type(opts) ~= "table" then raise(fn .. ": expected a table of step fields") end
+  local info = ffi.new("dp_ledger_step_info")
+  info.q = number(opts, "q", fn, "in (0, 1]")
+  info.sigma = number(opts, "sigma", fn, "> 0")
+  info.clip = number(opts, "clip", fn, "> 0")
+  local b = opts.batch_size
+  if type(b) ~= "number" or b < 0 or b > 2 ^ 53 or b ~= math.floor(b) then
+    raise(("%s: batch_size must be an integer >= 0, got %s"):format(fn, tostring(b)))
+  end
+  info.batch_size = b
+  info.sampling = name_id(opts, "sampling", sampling_ids, "poisson", "shuffle")
+  info.noise_mode = name_id(opts, "noise_mode", noise_mode_ids, "reproducible", "secure")
+  info.noise_seed = counter(opts, "noise_seed", 0)
+  info.noise_counter_before = counter(opts, "noise_counter_before")
+  info.noise_counter_after = counter(opts, "noise_counter_after")
+  info.sampler_counter_before = counter(opts, "sampler_counter_before")
+  info.sampler_counter_after = counter(opts, "sampler_counter_after")
+  check(C.dp_ledger_record(self.ptr, info))
+  return self
+end
+
+-- The runs as a list of {q=, sigma=, clip=, steps=}. Runs made by :record also carry
+-- detailed = true, batch_total, batch_min, batch_max, empty_batches (numbers), sampling and
+-- noise_mode (names), and noise_seed, noise_counter_first/last, sampler_counter_first/last as
+-- uint64_t cdata (exact; compare with == against numbers or cdata).
 function Ledger:runs()
-  local out, run, clip = {}, ffi.new("dp_mech_run"), ffi.new("double[1]")
+  local out, r = {}, ffi.new("dp_ledger_run_info")
   for i = 0, C.dp_ledger_num_runs(self.ptr) - 1 do
-    check(C.dp_ledger_run(self.ptr, i, run))
-    check(C.dp_ledger_run_clip(self.ptr, i, clip))
-    out[i + 1] = { q = run.q, sigma = run.sigma, clip = clip[0], steps = tonumber(run.steps) }
+    check(C.dp_ledger_run_detail(self.ptr, i, r))
+    local run = { q = r.q, sigma = r.sigma, clip = r.clip, steps = tonumber(r.steps) }
+    if r.detailed ~= 0 then
+      run.detailed = true
+      run.batch_total, run.batch_min = tonumber(r.batch_total), tonumber(r.batch_min)
+      run.batch_max, run.empty_batches = tonumber(r.batch_max), tonumber(r.empty_batches)
+      run.sampling, run.noise_mode = sampling_names[r.sampling], noise_mode_names[r.noise_mode]
+      run.noise_seed = u64(r.noise_seed)
+      run.noise_counter_first, run.noise_counter_last = u64(r.noise_counter_first), u64(r.noise_counter_last)
+      run.sampler_counter_first, run.sampler_counter_last = u64(r.sampler_counter_first), u64(r.sampler_counter_last)
+    end
+    out[i + 1] = run
   end
   return out
 end
+
+-- Note that raw per-sample statistics were read (the run is then not a clean DP run); what
+-- names them. Counted, and kept in the JSON (the first 32 distinct names, 128 bytes each).
+function Ledger:mark_inspected(what)
+  if type(what) ~= "string" or what == "" then
+    raise("Ledger:mark_inspected: what must be a non-empty string naming what was read, got " .. tostring(what))
+  end
+  check(C.dp_ledger_mark_inspected(self.ptr, what))
+  return self
+end
+
+function Ledger:inspections() return tonumber(C.dp_ledger_inspections(self.ptr)) end
 
 function Ledger:total_steps() return tonumber(C.dp_ledger_total_steps(self.ptr)) end
 

@@ -27,6 +27,19 @@
  * After a fill, rng->counter += blocks used. Hence two fills of n1 and n2 elements give the same
  * values as one fill of n1 + n2 whenever n1 is a multiple of 4 (of 2 for f64 uniform).
  *
+ * The DP noise stream (dp_noise in reproducible mode, core/dpsgd/noise.c) is a second, separate
+ * mapping with 53-bit uniforms, keyed by the same seed but with ctr_hi = the noise stream id:
+ *  - normal pair of block c (dp_philox_normal_pair): words w of block (ctr_lo = c, ctr_hi =
+ *    stream) give the 53-bit integers x1 = w0 * 2^21 + (w1 >> 11), x2 = w2 * 2^21 + (w3 >> 11)
+ *    and the uniforms u_k = (x_k + 1/2) 2^-53 in (0, 1), never 0 nor 1. These u are exact reals,
+ *    never rounded to a double (above 1/2 they need 54 bits): log u1 is computed from the
+ *    integer 2 x1 + 1 and the angle 2 pi u2 from 2 x2 + 1 with the fixed-operation helpers.
+ *    r = sqrt(-2 log u1), z0 = r cos(2 pi u2), z1 = r sin(2 pi u2); |z| <= sqrt(108 log 2) ~ 8.65.
+ *  - noise add (dp_philox_noise_add_block): element i of a fill starting at counter c takes z[i%2]
+ *    of block c + i/2 and becomes fma(std, z, dst[i]) in double, rounded once to dst's dtype
+ *    (f32 or f64). Blocks used: ceil(n/2), so fills of n1 and n2 elements equal one of n1 + n2
+ *    whenever n1 is even.
+ *
  * Exactness: every multiply-add below is an explicit fma() and no product feeds an addition
  * otherwise, so compilers have nothing to contract; the .cu file is built with -fmad=false as a
  * second guard. Division and sqrt are correctly rounded on both sides, and constants such as
@@ -233,5 +246,116 @@ DP_RNG_FN void dp_philox_fill_normal(void *out, dp_dtype dtype, int64_t n, uint6
 
 /* Dropout keeps an element when its f32 uniform is at least p. */
 DP_RNG_FN int dp_philox_keep(uint32_t w, double p) { return (double)dp_philox_uniform_f32(w) >= p; }
+
+/* ---------------------------------------------------------------- DP noise: 53-bit Box-Muller */
+
+/* The 53-bit integer of a lane pair; the uniform it stands for is (x + 1/2) 2^-53. */
+DP_RNG_FN uint64_t dp_philox_bits53(uint32_t hi, uint32_t lo) {
+    return ((uint64_t)hi << 21) | (lo >> 11);
+}
+
+/* 2^e as a double, for a normal exponent e (built from its bits: no libm, no rounding). */
+DP_RNG_FN double dp_philox_pow2(int e) {
+    uint64_t bits = (uint64_t)(e + 1023) << 52;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* log(1 + f) for f in [sqrt(1/2) - 1, sqrt(2) - 1], as 2 atanh(s) with s = f / (2 + f): the same
+ * series as dp_philox_log_u1 (|s| < 0.172, truncation < 1e-18 relative). */
+DP_RNG_FN double dp_philox_log1p_reduced(double f) {
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double p = 1.0 / 23.0;
+    p = fma(p, z, 1.0 / 21.0);
+    p = fma(p, z, 1.0 / 19.0);
+    p = fma(p, z, 1.0 / 17.0);
+    p = fma(p, z, 1.0 / 15.0);
+    p = fma(p, z, 1.0 / 13.0);
+    p = fma(p, z, 1.0 / 11.0);
+    p = fma(p, z, 1.0 / 9.0);
+    p = fma(p, z, 1.0 / 7.0);
+    p = fma(p, z, 1.0 / 5.0);
+    p = fma(p, z, 1.0 / 3.0);
+    return 2.0 * fma(s * z, p, s);
+}
+
+/* log u for u = (x + 1/2) 2^-53 = v 2^-54, v = 2x + 1 odd and below 2^54 (so not a double).
+ * With v = m 2^k, m in [sqrt(1/2), sqrt(2)): log u = (k - 54) log 2 + log m, where m - 1 =
+ * (v - 2^k) 2^-k is formed exactly from integers (|v - 2^k| < 2^53). The double nearest v only
+ * serves to read k; when it rounds up to the next power of two m - 1 is a tiny negative. */
+DP_RNG_FN double dp_philox_log_u53(uint64_t x) {
+    int64_t v = (int64_t)(2 * x + 1);
+    double dv = (double)v;
+    uint64_t bits;
+    memcpy(&bits, &dv, sizeof bits);
+    int k = (int)(bits >> 52) - 1023;
+    double f = (double)(v - ((int64_t)1 << k)) * dp_philox_pow2(-k);
+    if (f > 0.41421356237309503) {   /* m > sqrt 2: use m / 2, again exact */
+        k++;
+        f = (double)(v - ((int64_t)1 << k)) * dp_philox_pow2(-k);
+    }
+    double e = (double)(k - 54);
+    /* log 2 split in a head with trailing zeros (e * head is exact) and a tail. */
+    return fma(e, 0x1.62e42fefa3800p-1, fma(e, 0x1.ef35793c76730p-45, dp_philox_log1p_reduced(f)));
+}
+
+/* sin and cos of phi = 2 pi t 2^-54 for t < 2^54 (t = 2 x2 + 1). The top two bits of t pick the
+ * quadrant and the next one the half of it, in integers, so the reduced angle a (pi/2) 2^-52 <=
+ * pi/4 is exact up to the one rounding of its product with pi/2. */
+DP_RNG_FN void dp_philox_sincos_turn54(uint64_t t, double *sin_out, double *cos_out) {
+    uint32_t quadrant = (uint32_t)(t >> 52) & 3u;
+    uint64_t r = t & ((UINT64_C(1) << 52) - 1);
+    int upper = r > (UINT64_C(1) << 51);
+    uint64_t a = upper ? (UINT64_C(1) << 52) - r : r;
+    double x = (double)a * (0x1.921fb54442d18p0 * 0x1p-52);
+    double s, c;
+    dp_philox_sincos_small(x, &s, &c);
+    if (upper) {   /* sin(pi/2 - x) = cos x */
+        double tmp = s;
+        s = c;
+        c = tmp;
+    }
+    switch (quadrant) {   /* rotate by quadrant * pi/2 */
+    case 0: *sin_out = s; *cos_out = c; break;
+    case 1: *sin_out = c; *cos_out = -s; break;
+    case 2: *sin_out = -s; *cos_out = -c; break;
+    default: *sin_out = -c; *cos_out = s; break;
+    }
+}
+
+/* The two normals of four 32-bit words: u1 from (w0, w1), u2 from (w2, w3). Also used by the
+ * secure (ChaCha20) generator on its keystream words. */
+DP_RNG_FN void dp_philox_box_muller53(double z[2], const uint32_t w[4]) {
+    double r = sqrt(-2.0 * dp_philox_log_u53(dp_philox_bits53(w[0], w[1])));
+    double s, c;
+    dp_philox_sincos_turn54(2 * dp_philox_bits53(w[2], w[3]) + 1, &s, &c);
+    z[0] = r * c;
+    z[1] = r * s;
+}
+
+/* The normal pair of the DP noise stream at block `counter` of `stream`. */
+DP_RNG_FN void dp_philox_normal_pair(double z[2], uint64_t seed, uint64_t stream, uint64_t counter) {
+    uint32_t w[4];
+    dp_philox_block(w, seed, counter, stream);
+    dp_philox_box_muller53(z, w);
+}
+
+/* dst[i] += std * z for the (one or two) elements i = 2b, 2b+1 < n that block b of a noise fill
+ * starting at `counter` feeds; f32 or f64 dst, one fma in double, rounded once. */
+DP_RNG_FN void dp_philox_noise_add_block(void *dst, dp_dtype dtype, int64_t n, double std,
+                                         uint64_t seed, uint64_t stream, uint64_t counter,
+                                         int64_t b) {
+    double z[2];
+    dp_philox_normal_pair(z, seed, stream, counter + (uint64_t)b);
+    for (int k = 0; k < 2 && 2 * b + k < n; k++) {
+        int64_t i = 2 * b + k;
+        if (dtype == DP_F64)
+            ((double *)dst)[i] = fma(std, z[k], ((double *)dst)[i]);
+        else
+            ((float *)dst)[i] = (float)fma(std, z[k], (double)((float *)dst)[i]);
+    }
+}
 
 #endif

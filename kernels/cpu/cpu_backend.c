@@ -128,4 +128,13 @@ const dp_ops dp_cpu_ops = {
     .rand_uniform = dp_cpu_rand_uniform,
     .rand_normal = dp_cpu_rand_normal,
     .dropout = dp_cpu_dropout,
+    .noise_add_philox = dp_cpu_noise_add_philox,
+    .gram = dp_cpu_gram,
+    .ghost_norm = dp_cpu_ghost_norm,
+    .scale_rows = dp_cpu_scale_rows,
+    .row_sums = dp_cpu_row_sums,
+    .row_sq_norms = dp_cpu_row_sq_norms,
+    .embedding_sq_norms = dp_cpu_embedding_sq_norms,
+    .sgd_step = dp_cpu_sgd_step,
+    .adam_step = dp_cpu_adam_step,
 };

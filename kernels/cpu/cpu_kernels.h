@@ -8,6 +8,8 @@
 int dp_cpu_rand_uniform(dp_tensor *out, dp_rng *rng);
 int dp_cpu_rand_normal(dp_tensor *out, dp_rng *rng, double mean, double std);
 int dp_cpu_dropout(dp_tensor *out, dp_tensor *mask, const dp_tensor *x, double p, dp_rng *rng);
+int dp_cpu_noise_add_philox(dp_tensor *dst, double std, uint64_t seed, uint64_t stream,
+                            uint64_t counter);
 
 /* gemm.c */
 int dp_cpu_gemm(dp_tensor *out, const dp_tensor *a, const dp_tensor *b, int32_t trans_a,
@@ -47,5 +49,23 @@ int dp_cpu_unary_backward(dp_tensor *gx, const dp_tensor *gy, const dp_tensor *x
                           const dp_tensor *y, dp_unop op, double alpha, double beta);
 int dp_cpu_axpy(dp_tensor *dst, double alpha, const dp_tensor *src);
 int dp_cpu_masked_fill(dp_tensor *out, const dp_tensor *x, const dp_tensor *mask, double value);
+
+/* optim.c */
+int dp_cpu_sgd_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *buf, double lr,
+                    double momentum, double dampening, double weight_decay, int32_t nesterov,
+                    int32_t first_step);
+int dp_cpu_adam_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v,
+                     double lr, double beta1, double beta2, double eps, double weight_decay,
+                     int32_t decoupled, int64_t step);
+
+/* per_sample.c */
+int dp_cpu_gram(dp_tensor *out, const dp_tensor *x);
+int dp_cpu_ghost_norm(dp_tensor *sq, dp_tensor *bound, const dp_tensor *ga, const dp_tensor *gg,
+                      double ka, double kg);
+int dp_cpu_scale_rows(dp_tensor *out, const dp_tensor *x, const dp_tensor *factor);
+int dp_cpu_row_sums(dp_tensor *out, const dp_tensor *g, const dp_tensor *x, const dp_tensor *mean,
+                    const dp_tensor *rstd);
+int dp_cpu_row_sq_norms(dp_tensor *out, const dp_tensor *x);
+int dp_cpu_embedding_sq_norms(dp_tensor *out, const dp_tensor *idx, const dp_tensor *g);
 
 #endif

@@ -70,3 +70,17 @@ int dp_cpu_dropout(dp_tensor *out, dp_tensor *mask, const dp_tensor *x, double p
     rng->counter = counter + (uint64_t)blocks;
     return 0;
 }
+
+/* dst += std * z on the DP noise stream of (seed, stream) from block `counter` (philox.h): one
+ * block feeds two elements, so the blocks split across threads like the fills above. */
+int dp_cpu_noise_add_philox(dp_tensor *dst, double std, uint64_t seed, uint64_t stream,
+                            uint64_t counter) {
+    int64_t n = dp_tensor_numel(dst);
+    int64_t blocks = (n + 1) / 2;
+    void *data = dst->data;
+    dp_dtype dtype = dst->dtype;
+#pragma omp parallel for schedule(static) if (n > RANDOM_PARALLEL_MIN / 4)
+    for (int64_t b = 0; b < blocks; b++)
+        dp_philox_noise_add_block(data, dtype, n, std, seed, stream, counter, b);
+    return 0;
+}

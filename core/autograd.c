@@ -204,7 +204,8 @@ static int run_node(dp_node *node, node_list *ready, int retain_graph) {
             if (grads[i]) rc = accumulate(&in->grad_fn->grad_accum, grads[i], 0);
             if (!rc && --in->grad_fn->pending == 0) rc = list_push(ready, in->grad_fn);
         } else if (grads[i]) {
-            rc = accumulate(&in->grad, grads[i], 1);
+            rc = dp_psg_check_leaf(in, node->op);
+            if (!rc) rc = accumulate(&in->grad, grads[i], 1);
         }
     }
     for (int i = 0; i < DP_NODE_MAX_INPUTS; i++) dp_tensor_release(grads[i]);
@@ -245,7 +246,8 @@ int dp_backward(dp_tensor *root, const dp_tensor *grad_root, int32_t retain_grap
     }
     int rc = seed ? 0 : DP_ENOMEM;
     if (!rc && !root->grad_fn) {
-        rc = accumulate(&root->grad, seed, 1);
+        rc = dp_psg_check_leaf(root, "backward");
+        if (!rc) rc = accumulate(&root->grad, seed, 1);
     } else if (!rc) {
         node_list all = {0}, ready = {0};
         rc = collect(root->grad_fn, &all);

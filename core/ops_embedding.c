@@ -82,12 +82,21 @@ static const dp_ops *row_ops(const char *op, const dp_tensor *t) {
 
 /* ---------------------------------------------------------------- embedding */
 
-/* gweight (V, D) = zeros with the rows of gy scatter-added at the indices. */
+/* gweight (V, D) = zeros with the rows of gy scatter-added at the indices; a weight registered
+ * with an active DP engine is tapped instead. */
 static int embedding_backward(dp_node *node, dp_tensor *g, dp_tensor **gi) {
     dp_tensor *w = node->inputs[0], *idx = node->saved[0];
     const dp_ops *ops = row_ops("embedding", w);
     if (!ops) return DP_EUNSUPPORTED;
     int64_t n = dp_tensor_numel(idx), D = w->shape[1];
+    dp_psg_param *pw = dp_psg_lookup(w);
+    if (pw) {
+        /* The DP engine sums the clipped rows itself; it needs the indices in their own shape. */
+        dp_tensor *shaped = dp_reshape(idx, node->out_ndim - 1, node->out_shape);
+        int rc = shaped ? dp_psg_tap_embedding(pw, shaped, g) : DP_ENOMEM;
+        dp_tensor_release(shaped);
+        return rc ? DP_EGRAPH : 0;
+    }
     dp_tensor *gw = dp_tensor_zeros(w->dtype, w->device, 2, w->shape);
     dp_tensor *gc = dp_contiguous(g);
     dp_tensor *g2 = gc ? view2(gc, n, D) : NULL;

@@ -26,12 +26,16 @@ static int layer_norm_backward(dp_node *node, dp_tensor *g, dp_tensor **gi) {
     dp_tensor *b = has_b ? node->inputs[1 + has_w] : NULL;
     const dp_ops *ops = dp_ops_for(x->device);
     if (!ops) return DP_EDEVICE;
+    /* Parameters registered with an active DP engine: per-sample gradients go to the engine. */
+    dp_psg_param *pw = w && w->requires_grad ? dp_psg_lookup(w) : NULL;
+    dp_psg_param *pb = b && b->requires_grad ? dp_psg_lookup(b) : NULL;
+    if ((pw || pb) && dp_psg_tap_layer_norm(pw, pb, x, node->saved[0], node->saved[1], g)) return DP_EGRAPH;
     dp_tensor *gc = dp_contiguous(g);
     dp_tensor *gx = x->requires_grad ? dp_empty_like(x) : NULL;
-    dp_tensor *gw = w && w->requires_grad ? dp_empty_like(w) : NULL;
-    dp_tensor *gb = b && b->requires_grad ? dp_empty_like(b) : NULL;
-    int rc = gc && (gx || !x->requires_grad) && (gw || !(w && w->requires_grad)) &&
-                     (gb || !(b && b->requires_grad))
+    int want_w = w && w->requires_grad && !pw, want_b = b && b->requires_grad && !pb;
+    dp_tensor *gw = want_w ? dp_empty_like(w) : NULL;
+    dp_tensor *gb = want_b ? dp_empty_like(b) : NULL;
+    int rc = gc && (gx || !x->requires_grad) && (gw || !want_w) && (gb || !want_b)
                  ? ops->layer_norm_backward(gx, gw, gb, gc, x, node->saved[0], node->saved[1], w)
                  : DP_ENOMEM;
     dp_tensor_release(gc);

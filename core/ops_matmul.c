@@ -374,11 +374,17 @@ fail:
     return NULL;
 }
 
-/* gx = gy @ w, gw = gy_rows^T @ x_rows, gbias = gy summed over rows. */
+/* gx = gy @ w, gw = gy_rows^T @ x_rows, gbias = gy summed over rows. Parameters registered with
+ * an active DP engine get no gradient here: the engine receives x and gy instead (a tap) and
+ * forms their clipped per-sample sum itself. */
 static int linear_backward(dp_node *node, dp_tensor *gy, dp_tensor **gi) {
     dp_tensor *x = node->saved[0], *w = node->saved[1];
     int64_t outf = w->shape[0], in = w->shape[1];
     int64_t grows_shape[2] = {-1, outf}, xrows_shape[2] = {-1, in};
+    int has_bias = node->n_inputs > 2;
+    dp_psg_param *pw = node->inputs[1]->requires_grad ? dp_psg_lookup(node->inputs[1]) : NULL;
+    dp_psg_param *pb = has_bias && node->inputs[2]->requires_grad ? dp_psg_lookup(node->inputs[2]) : NULL;
+    if ((pw || pb) && dp_psg_tap_linear(pw, pb, x, gy)) return DP_EGRAPH;
     dp_tensor *g2 = dp_reshape(gy, 2, grows_shape);
     if (!g2) return DP_ENOMEM;
     int rc = DP_ENOMEM;
@@ -386,7 +392,7 @@ static int linear_backward(dp_node *node, dp_tensor *gy, dp_tensor **gi) {
         dp_tensor *gx = dp_matmul(g2, w);
         if (!(gi[0] = reshape_to(gx, x))) goto done;
     }
-    if (node->inputs[1]->requires_grad) {
+    if (node->inputs[1]->requires_grad && !pw) {
         dp_tensor *x2 = dp_reshape(x, 2, xrows_shape);
         dp_tensor *gt = transpose_last(g2);
         gi[1] = x2 && gt ? dp_matmul(gt, x2) : NULL;
@@ -394,7 +400,7 @@ static int linear_backward(dp_node *node, dp_tensor *gy, dp_tensor **gi) {
         dp_tensor_release(x2);
         if (!gi[1]) goto done;
     }
-    if (node->n_inputs > 2 && node->inputs[2]->requires_grad) {
+    if (has_bias && node->inputs[2]->requires_grad && !pb) {
         int32_t dim0 = 0;
         if (!(gi[2] = dp_sum(g2, 1, &dim0, 0))) goto done;
     }

@@ -292,7 +292,7 @@ dp_tensor *dp_index_select_rows(dp_tensor *x, dp_tensor *indices);
  *  - secure: ChaCha20 (RFC 8439) keyed with 256 bits from the operating system's CSPRNG
  *    (getrandom). The key stays in C memory, is never returned, and is wiped when freed.
  * Normals are drawn in double: Box-Muller on two 53-bit uniforms in (0, 1), so |z| reaches about
- * 8.57 (the tail beyond has probability below 1e-17). */
+ * 8.65 (the tail beyond has probability below 1e-17). */
 typedef enum { DP_NOISE_REPRODUCIBLE = 0, DP_NOISE_SECURE = 1 } dp_noise_mode;
 typedef struct dp_noise dp_noise;
 

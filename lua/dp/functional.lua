@@ -128,6 +128,11 @@ function F.log_softmax(x, dim)
 end
 
 -- Over the last dim; weight and bias (last,) may be nil; eps defaults to 1e-5.
+-- x (B, ..., p) + bias (p) as its own op, so the DP engine sees the bias's per-sample gradient.
+function F.bias_add(x, bias)
+  return wrap(C.dp_bias_add(ptr(x, "bias_add", 1), ptr(bias, "bias_add", 2)))
+end
+
 function F.layer_norm(x, weight, bias, eps)
   return wrap(C.dp_layer_norm(ptr(x, "layer_norm", 1), optional(weight, "layer_norm", 2),
                               optional(bias, "layer_norm", 3), eps or 1e-5))

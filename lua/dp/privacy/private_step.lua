@@ -1,0 +1,174 @@
+-- dp.privacy.private_step: one DP-SGD step of a dp.private object (Abadi et al. 2016, with
+-- book-keeping per-sample clipping, Bu et al. 2023): for each micro-batch of the logical batch a
+-- forward and one backward with the engine active, per-example norms, clipping and the clipped
+-- sum; then Gaussian noise N(0, (sigma C)^2) once, the average over the EXPECTED batch size q N
+-- (the realised size of a Poisson batch is private and must not scale the update), the optimizer
+-- step and the ledger record. A logical batch that fails midway is abandoned whole: nothing is
+-- updated and nothing is recorded, as no output depending on the data was released.
+local ffi = require "ffi"
+local dpffi = require "dp.ffi"
+
+local C, raise = dpffi.C, dpffi.raise
+
+local M = {}
+
+local clock = ffi.new("dp_timespec")   -- declared in dp.cdef
+local function now()
+  ffi.C.clock_gettime(1, clock)   -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) * 1e-9
+end
+
+local function check_budget(self)
+  if not self.epsilon_budget or self.allow_overspend then return end
+  local next_eps = self:epsilon(1)
+  if next_eps > self.epsilon_budget * (1 + 1e-9) then
+    raise(("dp.private: the next step would bring epsilon to %.4f, past the budget %.4f (delta %g, %d steps "
+           .. "taken); pass allow_overspend = true to go on"):format(next_eps, self.epsilon_budget, self.delta,
+                                                                      self:steps()))
+  end
+end
+
+-- The backward seed for the loss the user's function returned over m examples.
+local function backward_seed(self, loss, m)
+  local dp = require "dp"
+  if loss:dim() == 1 and loss:size(1) == m then
+    return dp.ones({ m }, { dtype = loss:dtype() }), function() return dp.sum(loss):item() end
+  end
+  if loss:numel() == 1 then
+    -- A mean over the micro-batch scales each example's gradient by 1/m: undo it.
+    local scale = self.loss_reduction == "sum" and 1 or m
+    return dp.full(loss:size(), scale, { dtype = loss:dtype() }), function() return loss:item() * scale end
+  end
+  raise(("dp.private: the loss function returned %s for a micro-batch of %d examples; return the per-example "
+         .. "losses (%d) or their mean"):format(loss:desc(), m, m))
+end
+
+-- One micro-batch: forward, backward, norms, clip, sum. Adds to totals.
+local function run_micro(self, mb, m, totals)
+  local dp = require "dp"
+  local eng = self.engine
+  eng:begin(m)
+  local base = dp.memory()
+  -- The planner learns bytes per example only under a memory cap; without one the process-wide
+  -- peak is left for the caller to measure.
+  if self.planner_learns then C.dp_mem_reset_peak(0) end
+  local loss_sum, extra = eng:active(function()
+    local loss, more = self.loss_fn(mb)
+    if not dp.is_tensor(loss) then raise("dp.private: the loss function must return a tensor, got " .. type(loss)) end
+    local seed, value = backward_seed(self, loss, m)
+    loss:backward(seed)
+    return value(), more
+  end)
+  eng:compute_norms()
+  local st = eng:clip{ mode = self.clipping, max_norm = self.sensitivity, thresholds = self.thresholds,
+                       gamma = self.gamma }
+  local _, peak = dp.memory()
+  if self.planner_learns then self.planner:observe(m, peak, base) end
+  totals.loss = totals.loss + loss_sum
+  totals.clipped = totals.clipped + st.clipped
+  totals.nonfinite = totals.nonfinite + st.nonfinite
+  totals.norm_sum = totals.norm_sum + st.norm_mean * (st.samples - st.nonfinite)
+  totals.norm_max = math.max(totals.norm_max, st.norm_max)
+  totals.peak = math.max(totals.peak, peak)
+  if type(extra) == "table" then
+    for k, v in pairs(extra) do
+      if type(v) == "number" then totals.extra[k] = (totals.extra[k] or 0) + v end
+    end
+  end
+end
+
+-- The rows [i0, i0 + m) of every tensor in batch whose first dim is n.
+local function slice(batch, n, i0, m)
+  local out = { n = m }
+  for k, v in pairs(batch) do
+    if k ~= "n" then
+      if require("dp").is_tensor(v) and v:dim() >= 1 and v:size(1) == n then out[k] = v:narrow(1, i0 + 1, m)
+      else out[k] = v end
+    end
+  end
+  return out
+end
+
+local function batch_size_of(batch)
+  if batch.n then return batch.n end
+  for _, v in pairs(batch) do
+    if require("dp").is_tensor(v) and v:dim() >= 1 then return v:size(1) end
+  end
+  raise("dp.private: step_on: the batch has no tensors; give batch.n")
+end
+
+-- Run the logical batch of n examples given as micro-batches by get(k) (k = 1..count).
+local function logical_step(self, n, count, get)
+  check_budget(self)
+  self:check_coverage()
+  local t0 = now()
+  local noise_before, sampler_before = self.noise:state().counter, self._sampler_before or self.sampler_rng:state().counter
+  local totals = { loss = 0, clipped = 0, nonfinite = 0, norm_sum = 0, norm_max = 0, peak = 0, extra = {} }
+  local ok, err = pcall(function()
+    for k = 1, count do
+      local mb, m = get(k)
+      run_micro(self, mb, m, totals)
+      mb = nil
+      if count > 1 then require("dp").collectgarbage() end
+    end
+  end)
+  if not ok then
+    self.engine:reset()
+    error(err, 0)
+  end
+  local expected = self.expected_batch or n
+  self.engine:finish(self.noise, self.sigma * self.sensitivity, 1 / math.max(expected, 1e-300))
+  self.optimizer:step()
+  for _, p in ipairs(self.params) do p.tensor:set_grad(nil) end
+  self.ledger:record{ q = self.sample_rate, sigma = self.sigma, clip = self.sensitivity, batch_size = n,
+                      sampling = self.sampling, noise_mode = self.noise_mode,
+                      noise_seed = self.noise_mode == "reproducible" and self.noise:state().seed or 0,
+                      noise_counter_before = noise_before, noise_counter_after = self.noise:state().counter,
+                      sampler_counter_before = sampler_before,
+                      sampler_counter_after = self.sampler_rng:state().counter }
+  local _, peak = require("dp").memory()
+  local finite = n - totals.nonfinite
+  local stats = {
+    step = self:steps(), batch_size = n, loss = n > 0 and totals.loss / n or 0 / 0,
+    clip_fraction = n > 0 and totals.clipped / n or 0, nonfinite = totals.nonfinite,
+    grad_norm_mean = finite > 0 and totals.norm_sum / finite or 0, grad_norm_max = totals.norm_max,
+    epsilon = self:epsilon(), delta = self.delta, sigma = self.sigma, micro_batches = count,
+    step_time = now() - t0, peak_bytes = math.max(totals.peak, peak),
+  }
+  for k, v in pairs(totals.extra) do stats[k] = v end
+  if totals.extra.correct and n > 0 then stats.accuracy = totals.extra.correct / n end
+  return stats
+end
+
+-- One logical batch given explicitly (a table of tensors with the examples along dim 1, and
+-- optionally .n). Accounting assumes it was Poisson-sampled at sample_rate.
+function M.step_on(self, batch)
+  if type(batch) ~= "table" then raise("dp.private: step_on expects a batch table of tensors") end
+  local n = batch_size_of(batch)
+  if n == 0 then return logical_step(self, 0, 0, nil) end
+  local parts, at = {}, 0
+  local indices = {}
+  for i = 1, n do indices[i] = i end
+  for k, part in ipairs(self.planner:split(indices)) do parts[k] = { at, #part }; at = at + #part end
+  return logical_step(self, n, #parts, function(k)
+    return slice(batch, n, parts[k][1], parts[k][2]), parts[k][2]
+  end)
+end
+
+-- One logical batch drawn by the sampler from the dataset.
+function M.step(self)
+  if not self.sampler then raise("dp.private: step() needs data; use step_on(batch) without a dataset") end
+  check_budget(self)   -- before the sampler touches the data
+  self._sampler_before = self.sampler_rng:state().counter
+  local indices = self.sampler:next()
+  local parts = #indices > 0 and self.planner:split(indices) or {}
+  local ok, stats = pcall(logical_step, self, #indices, #parts, function(k)
+    local mb = self.data:collate(parts[k])
+    return mb, #parts[k]
+  end)
+  self._sampler_before = nil
+  if not ok then error(stats, 0) end
+  return stats
+end
+
+return M

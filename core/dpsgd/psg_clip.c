@@ -121,16 +121,62 @@ static dp_tensor *scaled(const dp_ops *ops, dp_tensor *x, dp_dtype dtype, dp_ten
     return out;
 }
 
-/* accum (p, d) += sum_i c_i G_i^T A_i as one GEMM over all B*T rows. */
-static int sum_linear(const dp_ops *ops, dp_psg_param *p, dp_tensor *factor, dp_tensor *keep) {
+/* c_i A_i for inputs shared by several weights (the query, key and value projections read one
+ * input): scaled once. It pins the source so the address cannot be reused while cached. */
+typedef struct {
+    dp_tensor *src, *scaled;
+    const double *factors;
+} scaled_cache;
+
+static void scaled_cache_clear(scaled_cache *c) {
+    dp_tensor_release(c->src);
+    dp_tensor_release(c->scaled);
+    *c = (scaled_cache){0};
+}
+
+static int same_data(const dp_tensor *a, const dp_tensor *b) {
+    if (!a || !b || a->data != b->data || a->dtype != b->dtype || a->ndim != b->ndim) return 0;
+    for (int32_t d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
+static dp_tensor *as_dtype(dp_tensor *x, dp_dtype dtype) {
+    if (x->dtype == dtype) {
+        dp_tensor_retain(x);
+        return x;
+    }
+    return dp_cast(x, dtype);
+}
+
+/* accum (p, d) += sum_i c_i G_i^T A_i as one GEMM over all B*T rows. The factor goes on the
+ * smaller side (A when d <= p, or when A is already scaled for this group's factors); the other
+ * side is used as it is, except that a zeroed example's rows are zeroed there too (its values may
+ * be Inf or NaN, and 0 * Inf is NaN). */
+static int sum_linear(const dp_ops *ops, dp_psg_param *p, dp_tensor *factor, const double *factors_host,
+                      dp_tensor *keep, scaled_cache *cache) {
     dp_tensor *a = p->taps[0].a, *g = p->taps[0].g, *acc = p->accum;
     int64_t B = a->shape[0], T = a->shape[1], d = a->shape[2], pp = g->shape[2];
-    dp_tensor *gs = scaled(ops, g, acc->dtype, factor);
-    /* A zeroed example's inputs may hold Inf or NaN too: zero them as well (0 * Inf is NaN). */
-    dp_tensor *as = !gs ? NULL : keep ? scaled(ops, a, acc->dtype, keep)
-                        : a->dtype == acc->dtype ? (dp_tensor_retain(a), a) : dp_cast(a, acc->dtype);
+    int cached = cache->factors == factors_host && same_data(cache->src, a);
+    int scale_a = cached || d <= pp;
+    dp_tensor *as = NULL, *gs = NULL;
+    if (scale_a) {
+        if (!cached) {
+            scaled_cache_clear(cache);
+            dp_tensor *s = scaled(ops, a, acc->dtype, factor);
+            if (!s) return DP_ENOMEM;
+            dp_tensor_retain(a);
+            *cache = (scaled_cache){a, s, factors_host};
+        }
+        as = cache->scaled;
+        dp_tensor_retain(as);
+        gs = keep ? scaled(ops, g, acc->dtype, keep) : as_dtype(g, acc->dtype);
+    } else {
+        gs = scaled(ops, g, acc->dtype, factor);
+        as = !gs ? NULL : keep ? scaled(ops, a, acc->dtype, keep) : as_dtype(a, acc->dtype);
+    }
     int64_t gshape[3] = {1, B * T, pp}, ashape[3] = {1, B * T, d}, oshape[3] = {1, pp, d};
-    dp_tensor *g1 = as ? dp_reshape(gs, 3, gshape) : NULL, *a1 = g1 ? dp_reshape(as, 3, ashape) : NULL;
+    dp_tensor *g1 = as && gs ? dp_reshape(gs, 3, gshape) : NULL, *a1 = g1 ? dp_reshape(as, 3, ashape) : NULL;
     dp_tensor *o1 = a1 ? dp_reshape(acc, 3, oshape) : NULL;
     int rc = o1 ? ops->gemm(o1, g1, a1, 1, 0, 1.0, 1.0) : DP_ENOMEM;
     dp_tensor_release(o1);
@@ -192,6 +238,7 @@ int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_st
         if (!keep_host) rc = dp_fail(DP_ENOMEM, "%s: out of memory", fn);
         for (int64_t i = 0; keep_host && i < B; i++) keep_host[i] = psg->factors[i] == 0.0 ? 0.0 : 1.0;
     }
+    scaled_cache cache = {0};
     for (int32_t k = 0; !rc && k < psg->n; k++) {
         dp_psg_param *p = psg->params[k];
         if (!p->trainable || p->n_taps == 0) continue;
@@ -207,7 +254,8 @@ int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_st
         dp_tensor *factor = device_f64(p->param->device, psg->factors + g * B, B);
         dp_tensor *keep = keep_host ? device_f64(p->param->device, keep_host, B) : NULL;
         if (!factor || (keep_host && !keep)) rc = DP_ENOMEM;
-        else if (p->taps[0].kind == DP_PSG_LINEAR_WEIGHT) rc = sum_linear(ops, p, factor, keep);
+        else if (p->taps[0].kind == DP_PSG_LINEAR_WEIGHT)
+            rc = sum_linear(ops, p, factor, psg->factors + g * B, keep, &cache);
         else if (p->taps[0].kind == DP_PSG_EMBEDDING) rc = sum_embedding(ops, p, factor);
         else rc = sum_direct(ops, p, factor);
         dp_tensor_release(factor);
@@ -219,6 +267,7 @@ int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_st
         }
         dp_psg_clear_taps(p);   /* the activations and output gradients are no longer needed */
     }
+    scaled_cache_clear(&cache);
     free(keep_host);
     dp_set_grad_enabled(prev);
     if (!rc) psg->factors_ready = 1;

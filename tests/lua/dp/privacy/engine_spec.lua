@@ -135,6 +135,33 @@ describe("dp.privacy.engine", function()
       check_sums(eng, reference(function(i) return math.min(1, C / total_norm(i)) end))
     end)
 
+    it("sums weights that share one input correctly (the input is scaled once for both)", function()
+      local x = dp.randn({ 5, 3, 2 }, { seed = 21, dtype = "f64" })
+      local w1 = dp.randn({ 3, 2 }, { seed = 22, dtype = "f64" }):requires_grad(true)
+      local w2 = dp.randn({ 4, 2 }, { seed = 23, dtype = "f64" }):requires_grad(true)
+      local function loss(xb) return dp.linear(xb, w1):tanh():sum{ 2, 3 } + dp.linear(xb, w2):pow(2):sum{ 2, 3 } end
+      local grads = {}
+      for i = 1, 5 do
+        local g = dp.grad(loss(x:narrow(1, i, 1)):sum(), { w1, w2 })
+        grads[i] = { flat(g[1]), flat(g[2]) }
+      end
+      local eng = engine.new{ { name = "w1", tensor = w1 }, { name = "w2", tensor = w2 } }
+      eng:begin(5)
+      eng:active(function() loss(x):sum():backward() end)
+      eng:compute_norms()
+      local norms = eng:sample_norms()
+      local C = norms[2] * 0.9
+      eng:clip{ mode = "flat", max_norm = C }
+      for k, name in ipairs{ "w1", "w2" } do
+        local acc = flat(eng:accumulator(name))
+        for j, v in ipairs(acc) do
+          local ref = 0
+          for i = 1, 5 do ref = ref + math.min(1, C / norms[i]) * grads[i][k][j] end
+          close(v, ref, 1e-9, name .. "[" .. j .. "]")
+        end
+      end
+    end)
+
     it("per-layer clipping clips each group by its own threshold", function()
       local groups = { emb = 0, pos = 0, ln = 1, seq = 2, lora = 2, extra = 2, head = 3, base = 0 }
       local params = {}

@@ -207,6 +207,10 @@ function Private:epsilon(extra)
   return accountant.epsilon{ runs = runs, delta = self.delta, accountant = self.accountant_kind }.epsilon
 end
 
+-- Per parameter: its kind, and for linear weights on sequences the norm form chosen (ghost or
+-- materialise) with both cost estimates, as of the last micro-batch.
+function Private:norm_forms() return self.engine:describe() end
+
 function Private:steps() return self.ledger:total_steps() end
 function Private:steps_per_epoch() return math.ceil(1 / self.sample_rate) end
 function Private:noise_multiplier() return self.sigma end

@@ -23,7 +23,7 @@ local function private(model, opts)
     sample_rate = 0.25, noise_multiplier = 1.0, max_grad_norm = 1.0, delta = 1e-5, seed = 3,
   }
   for k, v in pairs(opts) do o[k] = v end
-  if opts.noise_multiplier == false then o.noise_multiplier = nil end   -- calibrate instead
+  for k, v in pairs(opts) do if v == false then o[k] = nil end end   -- false: drop the default
   return dp.private(o)
 end
 
@@ -131,6 +131,45 @@ describe("dp.private", function()
     for _, e in ipairs(m:trainable()) do extra[#extra + 1] = e end
     assert.error_matches(function() private(m, { optimizer = dp.optim.sgd(extra, { lr = 0.1 }) }) end,
       "not a registered parameter", nil, true)
+  end)
+
+  it("keeps micro-batches under a memory cap once it has measured bytes per example", function()
+    local m = tiny.new("f64", 1)
+    local p = private(m, { memory_cap_bytes = 1e12, sample_rate = 0.5 })
+    p:step()
+    local per = p.planner:bytes_per_example()
+    assert.is_true(per > 0)
+    p.planner.memory_cap = p.planner.base + 2.5 * per * 1.1   -- room for two examples
+    local st = p:step()
+    assert.are.equal(math.ceil(st.batch_size / 2), st.micro_batches)
+  end)
+
+  it("runs shuffled fixed-size batches when asked, and the ledger says so", function()
+    local m = tiny.new("f64", 1)
+    local p = private(m, { sample_rate = false, batch_size = 8, sampling = "shuffle" })
+    assert.are.equal(0.2, p.sample_rate)
+    assert.are.equal(8, p:step().batch_size)
+    assert.are.equal("shuffle", p.ledger:runs()[1].sampling)
+  end)
+
+  it("runs with the secure generator and records it without a seed", function()
+    local m = tiny.new("f64", 1)
+    local p = private(m, { noise = "secure" })
+    p:step()
+    local r = p.ledger:runs()[1]
+    assert.are.equal("secure", r.noise_mode)
+    assert.is_true(r.noise_seed == 0)
+    assert.is_nil(p.noise:state().key)
+  end)
+
+  it("shows the norm form chosen for each linear weight", function()
+    local m = tiny.new("f64", 1)
+    local p = private(m)
+    p:step()
+    local forms = {}
+    for _, d in ipairs(p:norm_forms()) do forms[d.name] = d.form end
+    assert.is_true(forms["seq.weight"] == "ghost" or forms["seq.weight"] == "materialise")
+    assert.are.equal("direct", forms["ln.weight"])
   end)
 
   it("treats a mean loss like the per-example losses", function()

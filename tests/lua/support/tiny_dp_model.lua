@@ -7,6 +7,14 @@ local dp = require "dp"
 
 local M = {}
 
+-- A tensor's values as a flat Lua array (row-major).
+function M.flat(t)
+  local buf, n = require("dp.tensor_data").to_f64(t)
+  local out = {}
+  for i = 1, n do out[i] = buf[i - 1] end
+  return out
+end
+
 -- Parameters in dtype (default f64); base.weight is frozen.
 function M.new(dtype, seed)
   dtype = dtype or "f64"

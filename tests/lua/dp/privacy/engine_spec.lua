@@ -4,12 +4,7 @@ local dp = require "dp"
 local engine = require "dp.privacy.engine"
 local tiny = require "support.tiny_dp_model"
 
-local function flat(t)
-  local buf, n = require("dp.tensor_data").to_f64(t)
-  local out = {}
-  for i = 1, n do out[i] = buf[i - 1] end
-  return out
-end
+local flat = tiny.flat
 
 local function sqnorm(v)
   local s = 0

@@ -3,12 +3,7 @@
 local dp = require "dp"
 local tiny = require "support.tiny_dp_model"
 
-local function flat(t)
-  local buf, n = require("dp.tensor_data").to_f64(t)
-  local out = {}
-  for i = 1, n do out[i] = buf[i - 1] end
-  return out
-end
+local flat = tiny.flat
 
 local function dataset(model, n, seed)
   local b = model:batch(n, seed or 5)

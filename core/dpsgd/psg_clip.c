@@ -68,7 +68,7 @@ static int compute_factors(dp_psg *psg, const dp_clip_config *cfg, int32_t group
         for (int32_t g = 0; g < groups; g++) gb[g] = 0;
         for (int32_t k = 0; k < psg->n; k++) {
             dp_psg_param *p = psg->params[k];
-            if (!p->trainable) continue;
+            if (!p->trainable || !p->sq_bound) continue;
             gb[p->group] += p->sq_bound[i];
             total += p->sq_bound[i];
             total_sq += fmax(p->sq[i], 0);
@@ -157,7 +157,7 @@ static int sum_linear(const dp_ops *ops, dp_psg_param *p, dp_tensor *factor, con
                       dp_tensor *keep, scaled_cache *cache) {
     dp_tensor *a = p->taps[0].a, *g = p->taps[0].g, *acc = p->accum;
     int64_t B = a->shape[0], T = a->shape[1], d = a->shape[2], pp = g->shape[2];
-    int cached = cache->factors == factors_host && same_data(cache->src, a);
+    int cached = cache->factors == factors_host && same_data(cache->src, a) && cache->scaled->dtype == acc->dtype;
     int scale_a = cached || d <= pp;
     dp_tensor *as = NULL, *gs = NULL;
     if (scale_a) {

@@ -12,6 +12,8 @@ static dp_psg_param *param_at(const dp_psg *psg, int32_t index, const char *fn) 
     return psg->params[index];
 }
 
+static double nonneg(double v) { return v < 0 ? 0 : v; }
+
 int dp_psg_sample_norms(const dp_psg *psg, int32_t index, int32_t bound, double *out) {
     const char *fn = "dp_psg_sample_norms";
     if (!psg || !out) return dp_fail(DP_EARG, "%s: engine or out is NULL", fn);
@@ -21,14 +23,14 @@ int dp_psg_sample_norms(const dp_psg *psg, int32_t index, int32_t bound, double 
         dp_psg_param *p = param_at(psg, index, fn);
         if (!p) return DP_EINDEX;
         if (!p->sq) return dp_fail(DP_EARG, "%s: '%s' is frozen: it has no per-sample norms", fn, p->name);
-        for (int64_t i = 0; i < B; i++) out[i] = sqrt(fmax(bound ? p->sq_bound[i] : p->sq[i], 0));
+        for (int64_t i = 0; i < B; i++) out[i] = sqrt(nonneg(bound ? p->sq_bound[i] : p->sq[i]));
         return 0;
     }
     if (index != -1) return dp_fail(DP_EINDEX, "%s: index %d, expected a parameter index or -1 (all)", fn, index);
     for (int64_t i = 0; i < B; i++) {
         double s = 0;
         for (int32_t k = 0; k < psg->n; k++)
-            if (psg->params[k]->sq) s += fmax(bound ? psg->params[k]->sq_bound[i] : psg->params[k]->sq[i], 0);
+            if (psg->params[k]->sq) s += nonneg(bound ? psg->params[k]->sq_bound[i] : psg->params[k]->sq[i]);
         out[i] = sqrt(s);
     }
     return 0;

@@ -318,6 +318,8 @@ int dp_psg_compute_norms(dp_psg *psg) {
         }
         const dp_ops *ops = dp_ops_for(p->param->device);
         if (!ops || (rc = check_kernels(ops))) { rc = rc ? rc : DP_EDEVICE; break; }
+        free(p->sq);
+        free(p->sq_bound);
         p->sq = malloc(sizeof(double) * (size_t)psg->batch);
         p->sq_bound = malloc(sizeof(double) * (size_t)psg->batch);
         if (!p->sq || !p->sq_bound) { rc = dp_fail(DP_ENOMEM, "DP engine: out of memory for norms"); break; }

@@ -84,6 +84,25 @@ DP_RNG_FN double dp_philox_uniform_f64(uint32_t hi, uint32_t lo) {
     return (double)(((uint64_t)hi << 21) | (lo >> 11)) * 0x1p-53;
 }
 
+/* log(1 + f) for f in [sqrt(1/2) - 1, sqrt(2) - 1], as 2 atanh(s) with s = f / (2 + f)
+ * (|s| < 0.172, truncation < 1e-18 relative): the series behind both logarithms of uniforms. */
+DP_RNG_FN double dp_philox_log1p_reduced(double f) {
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double p = 1.0 / 23.0;
+    p = fma(p, z, 1.0 / 21.0);
+    p = fma(p, z, 1.0 / 19.0);
+    p = fma(p, z, 1.0 / 17.0);
+    p = fma(p, z, 1.0 / 15.0);
+    p = fma(p, z, 1.0 / 13.0);
+    p = fma(p, z, 1.0 / 11.0);
+    p = fma(p, z, 1.0 / 9.0);
+    p = fma(p, z, 1.0 / 7.0);
+    p = fma(p, z, 1.0 / 5.0);
+    p = fma(p, z, 1.0 / 3.0);
+    return 2.0 * fma(s * z, p, s);
+}
+
 /* log(u1) for u1 = (a + 0.5) * 2^-32 = v * 2^-33 with v = 2a + 1 odd. With v = m * 2^k,
  * m in [sqrt(1/2), sqrt(2)): log u1 = (k - 33) log 2 + 2 atanh(s), s = (m - 1)/(m + 1),
  * |s| < 0.172, by the series 2 s (1 + s^2/3 + s^4/5 + ... + s^22/23) (truncation < 1e-18). */
@@ -100,20 +119,7 @@ DP_RNG_FN double dp_philox_log_u1(uint32_t a) {
         k++;
     }
     double f = m - 1.0;   /* exact (Sterbenz) */
-    double s = f / (2.0 + f);
-    double z = s * s;
-    double p = 1.0 / 23.0;
-    p = fma(p, z, 1.0 / 21.0);
-    p = fma(p, z, 1.0 / 19.0);
-    p = fma(p, z, 1.0 / 17.0);
-    p = fma(p, z, 1.0 / 15.0);
-    p = fma(p, z, 1.0 / 13.0);
-    p = fma(p, z, 1.0 / 11.0);
-    p = fma(p, z, 1.0 / 9.0);
-    p = fma(p, z, 1.0 / 7.0);
-    p = fma(p, z, 1.0 / 5.0);
-    p = fma(p, z, 1.0 / 3.0);
-    double log_m = 2.0 * fma(s * z, p, s);
+    double log_m = dp_philox_log1p_reduced(f);
     double e = (double)(k - 33);
     /* log 2 split in a head with trailing zeros (e * head is exact) and a tail. */
     return fma(e, 0x1.62e42fefa3800p-1, fma(e, 0x1.ef35793c76730p-45, log_m));
@@ -262,24 +268,6 @@ DP_RNG_FN double dp_philox_pow2(int e) {
     return d;
 }
 
-/* log(1 + f) for f in [sqrt(1/2) - 1, sqrt(2) - 1], as 2 atanh(s) with s = f / (2 + f): the same
- * series as dp_philox_log_u1 (|s| < 0.172, truncation < 1e-18 relative). */
-DP_RNG_FN double dp_philox_log1p_reduced(double f) {
-    double s = f / (2.0 + f);
-    double z = s * s;
-    double p = 1.0 / 23.0;
-    p = fma(p, z, 1.0 / 21.0);
-    p = fma(p, z, 1.0 / 19.0);
-    p = fma(p, z, 1.0 / 17.0);
-    p = fma(p, z, 1.0 / 15.0);
-    p = fma(p, z, 1.0 / 13.0);
-    p = fma(p, z, 1.0 / 11.0);
-    p = fma(p, z, 1.0 / 9.0);
-    p = fma(p, z, 1.0 / 7.0);
-    p = fma(p, z, 1.0 / 5.0);
-    p = fma(p, z, 1.0 / 3.0);
-    return 2.0 * fma(s * z, p, s);
-}
 
 /* log u for u = (x + 1/2) 2^-53 = v 2^-54, v = 2x + 1 odd and below 2^54 (so not a double).
  * With v = m 2^k, m in [sqrt(1/2), sqrt(2)): log u = (k - 54) log 2 + log m, where m - 1 =

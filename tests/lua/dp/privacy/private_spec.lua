@@ -70,6 +70,32 @@ describe("dp.private", function()
     end
   end)
 
+  it("resumes a run bit-identically, continuing the same ledger", function()
+    local function fresh() local m = tiny.new("f32", 8); return m, dp.optim.adam(m:trainable(), { lr = 0.01 }) end
+    local m1, o1 = fresh()
+    local p1 = private(m1, { optimizer = o1 })
+    for _ = 1, 4 do p1:step() end
+
+    local m2, o2 = fresh()
+    local p2 = private(m2, { optimizer = o2 })
+    for _ = 1, 2 do p2:step() end
+    -- what a checkpoint keeps: weights, optimizer state, generator positions, the ledger
+    local weights = {}
+    for _, e in ipairs(m2:named_parameters()) do weights[e.name] = e.tensor:clone():detach() end
+    local opt_state, gens, ledger = o2:state_dict(), p2:generator_state(), p2.ledger:to_json()
+
+    local m3, o3 = fresh()
+    for _, e in ipairs(m3:named_parameters()) do dp.no_grad(function() e.tensor:copy(weights[e.name]) end) end
+    o3:load_state_dict(opt_state)
+    local p3 = private(m3, { optimizer = o3, generator_state = gens,
+                             ledger = dp.privacy.accountant.Ledger.from_json(ledger) })
+    for _ = 1, 2 do p3:step() end
+    for name, v in pairs(snapshot(m1)) do assert.are.same(v, snapshot(m3)[name], name) end
+    assert.are.equal(4, p3:steps())
+    assert.are.equal(1, #p3.ledger:runs())   -- the counters continue, so the run does too
+    assert.are.equal(p1:epsilon(), p3:epsilon())
+  end)
+
   it("records each step in the ledger with q, sigma, C, the batch size and the counters", function()
     local m = tiny.new("f64", 1)
     local p = private(m)

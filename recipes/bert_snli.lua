@@ -55,7 +55,7 @@ for epoch = 1, cfg.epochs do
   local st
   for _ = 1, priv:steps_per_epoch() do st = priv:step() end
   print(("epoch %d  loss %.4f  clipped %.2f  epsilon %.3f  train accuracy %.3f"):format(
-    epoch, st.loss, st.clip_fraction, st.epsilon, accuracy(x, y)))
+    epoch, st.loss or 0 / 0, st.clip_fraction, st.epsilon, accuracy(x, y)))
 end
 
 -- report

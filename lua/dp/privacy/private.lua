@@ -164,7 +164,8 @@ function M.new(opts)
   if type(opts) ~= "table" then fail("expected a table of options") end
   local self = setmetatable({ loss_fn = opts.loss, optimizer = opts.optimizer, data = opts.data,
                               clipping = opts.clipping or "flat", gamma = opts.gamma,
-                              loss_reduction = opts.loss_reduction or "mean", log = opts.log }, Private)
+                              loss_reduction = opts.loss_reduction or "mean", log = opts.log,
+                              metrics = opts.metrics }, Private)
   if type(self.loss_fn) ~= "function" then fail("loss must be a function(batch) -> per-example losses") end
   if type(self.optimizer) ~= "table" or type(self.optimizer.step) ~= "function" then
     fail("optimizer must be a dp.optim optimizer")

@@ -97,6 +97,24 @@ local function batch_size_of(batch)
   raise("dp.private: step_on: the batch has no tensors; give batch.n")
 end
 
+-- The per-step log line (opts.log: true for stderr, or a function(line, stats)) and the JSONL
+-- metrics (opts.metrics: a path, appended to, one object per step).
+local function report(self, st)
+  if self.log then
+    local line = ("step %d  batch %d  loss %s%s  eps %.3f  clipped %.2f%s  %.0f ms  peak %.0f MiB"):format(
+      st.step, st.batch_size, st.loss and ("%.4f"):format(st.loss) or "-", st.accuracy and ("  acc %.3f"):format(st.accuracy) or "", st.epsilon,
+      st.clip_fraction, st.nonfinite > 0 and ("  nonfinite %d"):format(st.nonfinite) or "", st.step_time * 1e3,
+      st.peak_bytes / 2 ^ 20)
+    if type(self.log) == "function" then self.log(line, st) else io.stderr:write(line, "\n") end
+  end
+  if self.metrics then
+    local f, err = io.open(self.metrics, "a")
+    if not f then raise(("dp.private: cannot append metrics to %s: %s"):format(self.metrics, tostring(err))) end
+    f:write(require("dp.util.json").encode(st), "\n")
+    f:close()
+  end
+end
+
 -- Run the logical batch of n examples given as micro-batches by get(k) (k = 1..count).
 local function logical_step(self, n, count, get)
   check_budget(self)
@@ -129,7 +147,7 @@ local function logical_step(self, n, count, get)
   local _, peak = require("dp").memory()
   local finite = n - totals.nonfinite
   local stats = {
-    step = self:steps(), batch_size = n, loss = n > 0 and totals.loss / n or 0 / 0,
+    step = self:steps(), batch_size = n, loss = n > 0 and totals.loss / n or nil,   -- nil: empty batch
     clip_fraction = n > 0 and totals.clipped / n or 0, nonfinite = totals.nonfinite,
     grad_norm_mean = finite > 0 and totals.norm_sum / finite or 0, grad_norm_max = totals.norm_max,
     epsilon = self:epsilon(), delta = self.delta, sigma = self.sigma, micro_batches = count,
@@ -137,6 +155,7 @@ local function logical_step(self, n, count, get)
   }
   for k, v in pairs(totals.extra) do stats[k] = v end
   if totals.extra.correct and n > 0 then stats.accuracy = totals.extra.correct / n end
+  report(self, stats)
   return stats
 end
 

@@ -119,10 +119,14 @@ describe("dp.private", function()
 
   it("still takes an empty Poisson batch as a step, with noise alone", function()
     local m = tiny.new("f64", 1)
-    local p = private(m, { data = dataset(m, 3), sample_rate = 1e-4 })
+    local path, line = os.tmpname(), nil
+    local p = private(m, { data = dataset(m, 3), sample_rate = 1e-4, metrics = path,
+                           log = function(l) line = l end })
     local before = snapshot(m)
     local st = p:step()
+    os.remove(path)
     assert.are.equal(0, st.batch_size)
+    assert.truthy(line:find("batch 0  loss %-"))
     assert.are.equal(1, p:steps())
     assert.are_not.same(before["seq.weight"], snapshot(m)["seq.weight"])
   end)
@@ -181,6 +185,22 @@ describe("dp.private", function()
     assert.are.equal("secure", r.noise_mode)
     assert.is_true(r.noise_seed == 0)
     assert.is_nil(p.noise:state().key)
+  end)
+
+  it("logs a line per step and appends the metrics as JSONL", function()
+    local m = tiny.new("f64", 1)
+    local path, lines = os.tmpname(), {}
+    local p = private(m, { log = function(line) lines[#lines + 1] = line end, metrics = path })
+    for _ = 1, 2 do p:step() end
+    assert.are.equal(2, #lines)
+    assert.truthy(lines[2]:find("^step 2  batch %d+  loss [%d.]+  eps [%d.]+  clipped [%d.]+  %d+ ms  peak [%d.]+ MiB$"))
+    local rows = {}
+    for l in io.lines(path) do rows[#rows + 1] = dp.util.json.decode(l) end
+    os.remove(path)
+    assert.are.equal(2, #rows)
+    assert.are.equal(2, rows[2].step)
+    assert.are.equal(p:epsilon(), rows[2].epsilon)
+    for _, k in ipairs{ "loss", "clip_fraction", "step_time", "peak_bytes", "batch_size" } do assert.is_number(rows[2][k], k) end
   end)
 
   it("shows the norm form chosen for each linear weight", function()

@@ -12,6 +12,8 @@ local nn = {
   Dropout = require("dp.nn.dropout").new,
 }
 
+nn.lora = require "dp.nn.lora"
+
 local bert = require "dp.nn.bert"
 nn.bert = bert
 nn.BertModel = bert.BertModel.new

@@ -68,6 +68,17 @@ function Module:add_module(name, module)
   return module
 end
 
+-- Unregisters child module `name` (LoRA merging removes its adapters this way); returns it.
+function Module:remove_module(name)
+  local child = self._modules[name]
+  if not child then raise(("%s.remove_module: no child module '%s'"):format(self.__name, tostring(name))) end
+  for k, e in ipairs(self._entries) do
+    if e.kind == "module" and e.name == name then table.remove(self._entries, k); break end
+  end
+  self._modules[name], self[name] = nil, nil
+  return child
+end
+
 function Module:forward()
   raise(self.__name .. ".forward: not implemented")
 end

@@ -49,8 +49,8 @@ local function run_micro(self, mb, m, totals)
   local eng = self.engine
   eng:begin(m)
   local base = dp.memory()
-  -- The planner learns bytes per example only under a memory cap; without one the process-wide
-  -- peak is left for the caller to measure.
+  -- The planner learns bytes per example only under a memory cap (it needs each micro-batch's
+  -- own peak); the step's peak is then the largest of them.
   if self.planner_learns then C.dp_mem_reset_peak(0) end
   local loss_sum, extra = eng:active(function()
     local loss, more = self.loss_fn(mb)
@@ -120,6 +120,7 @@ local function logical_step(self, n, count, get)
   check_budget(self)
   self:check_coverage()
   local t0 = now()
+  C.dp_mem_reset_peak(0)   -- peak_bytes in the stats is this step's peak
   local noise_before, sampler_before = self.noise:state().counter, self._sampler_before or self.sampler_rng:state().counter
   local totals = { loss = 0, clipped = 0, nonfinite = 0, norm_sum = 0, norm_max = 0, peak = 0, extra = {} }
   local ok, err = pcall(function()

@@ -149,13 +149,10 @@ DP_RNG_FN void dp_philox_sincos_small(double x, double *s, double *c) {
     *c = fma(-z, pc, 1.0);                               /* 1 - x^2/2! + ... */
 }
 
-/* sin and cos of phi = 2 pi b 2^-32. The top two bits of b pick the quadrant and the next one the
- * half of it, all in integers, so the reduced angle is exact up to the one rounding of t*pi/2. */
-DP_RNG_FN void dp_philox_sincos_turn(uint32_t b, double *sin_out, double *cos_out) {
-    uint32_t quadrant = b >> 30, r = b & 0x3FFFFFFFu;
-    int upper = r > 0x20000000u;
-    uint32_t t = upper ? 0x40000000u - r : r;            /* angle (t / 2^30) * pi/2 <= pi/4 */
-    double x = (double)t * (0x1.921fb54442d18p0 * 0x1p-30);
+/* sin and cos of quadrant * pi/2 + (upper ? pi/2 - x : x) for 0 <= x <= pi/4: the reduced angle
+ * of both uniform widths mapped back to the whole turn. */
+DP_RNG_FN void dp_philox_sincos_unreduce(double x, int upper, uint32_t quadrant, double *sin_out,
+                                         double *cos_out) {
     double s, c;
     dp_philox_sincos_small(x, &s, &c);
     if (upper) {   /* sin(pi/2 - x) = cos x */
@@ -169,6 +166,16 @@ DP_RNG_FN void dp_philox_sincos_turn(uint32_t b, double *sin_out, double *cos_ou
     case 2: *sin_out = -s; *cos_out = -c; break;
     default: *sin_out = -c; *cos_out = s; break;
     }
+}
+
+/* sin and cos of phi = 2 pi b 2^-32. The top two bits of b pick the quadrant and the next one the
+ * half of it, all in integers, so the reduced angle is exact up to the one rounding of t*pi/2. */
+DP_RNG_FN void dp_philox_sincos_turn(uint32_t b, double *sin_out, double *cos_out) {
+    uint32_t quadrant = b >> 30, r = b & 0x3FFFFFFFu;
+    int upper = r > 0x20000000u;
+    uint32_t t = upper ? 0x40000000u - r : r;            /* angle (t / 2^30) * pi/2 <= pi/4 */
+    double x = (double)t * (0x1.921fb54442d18p0 * 0x1p-30);
+    dp_philox_sincos_unreduce(x, upper, quadrant, sin_out, cos_out);
 }
 
 /* The two standard normals from the lane pair (a, b): z[0] = r cos phi, z[1] = r sin phi. */
@@ -298,19 +305,7 @@ DP_RNG_FN void dp_philox_sincos_turn54(uint64_t t, double *sin_out, double *cos_
     int upper = r > (UINT64_C(1) << 51);
     uint64_t a = upper ? (UINT64_C(1) << 52) - r : r;
     double x = (double)a * (0x1.921fb54442d18p0 * 0x1p-52);
-    double s, c;
-    dp_philox_sincos_small(x, &s, &c);
-    if (upper) {   /* sin(pi/2 - x) = cos x */
-        double tmp = s;
-        s = c;
-        c = tmp;
-    }
-    switch (quadrant) {   /* rotate by quadrant * pi/2 */
-    case 0: *sin_out = s; *cos_out = c; break;
-    case 1: *sin_out = c; *cos_out = -s; break;
-    case 2: *sin_out = -s; *cos_out = -c; break;
-    default: *sin_out = -c; *cos_out = s; break;
-    }
+    dp_philox_sincos_unreduce(x, upper, quadrant, sin_out, cos_out);
 }
 
 /* The two normals of four 32-bit words: u1 from (w0, w1), u2 from (w2, w3). Also used by the

@@ -5,7 +5,7 @@
 local json = require "dp.util.json"
 local st = require "dp.hf.safetensors"
 local config = require "dp.hf.config"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 
 local M = {}
 

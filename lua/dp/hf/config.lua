@@ -1,7 +1,7 @@
 -- dp.hf.config: reads and writes a Hugging Face BertConfig config.json, filling transformers'
 -- defaults and checking every field; errors name the file, the field and what was expected.
 local json = require "dp.util.json"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 
 local M = {}
 

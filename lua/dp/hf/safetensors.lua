@@ -1,11 +1,11 @@
 -- dp.hf.safetensors: reads and writes the safetensors format (Hugging Face): an 8-byte
 -- little-endian header length N, N bytes of JSON naming each tensor's dtype, shape and byte
 -- range in the data section that follows. Every malformed header is an error naming the file,
--- the tensor and what was expected; writes are atomic (dp.hf.atomic).
+-- the tensor and what was expected; writes are atomic (dp.util.atomic).
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local json = require "dp.util.json"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 
 local C, wrap = dpffi.C, dpffi.wrap
 local M = {}

@@ -2,6 +2,7 @@
 -- built for and a compact binary dump of plain Lua data; it is written to a temporary file and
 -- renamed into place, and a corrupted or unreadable file is rebuilt with a warning.
 local ffi = require "ffi"
+local atomic = require "dp.util.atomic"
 
 local M = {}
 M.VERSION = 1
@@ -164,7 +165,7 @@ end
 
 -- cache(path, key, build) -> value, hit. key: a string or an array of strings/numbers (for
 -- instance {file_key(vocab), file_key(data), max_length}); build() makes the value on a miss.
--- The value is written to path.tmp-<pid-ish> and renamed, so readers never see half a file.
+-- The value is written atomically (dp.util.atomic), so readers never see half a file.
 -- A corrupted file is rebuilt with a warning; a failed write only warns.
 function M.cache(path, key, build)
   if type(key) == "table" then
@@ -178,21 +179,11 @@ function M.cache(path, key, build)
   if not ok then warn(("%s is corrupted (%s); rebuilding it"):format(path, tostring(value))) end
   value = build()
   local payload = M.serialize(value)
-  local tmp = ("%s.tmp-%d-%d"):format(path, os.time(), math.random(1, 1e9))
-  local f, err = io.open(tmp, "wb")
-  if not f then
-    warn(("cannot write %s (%s); not cached"):format(tmp, err))
-    return value, false
-  end
-  local wrote = f:write(MAGIC, tostring(M.VERSION), "\n", tostring(#key), "\n", key, "\n",
-                        tostring(#payload), "\n", payload, "END\n")
-  local closed = f:close()
-  local renamed, rerr = false, "write failed"
-  if wrote and closed then renamed, rerr = os.rename(tmp, path) end
-  if not renamed then
-    os.remove(tmp)
-    warn(("cannot write %s (%s); not cached"):format(path, tostring(rerr)))
-  end
+  local ok_write, err = pcall(atomic.write, path, function(f)
+    assert(f:write(MAGIC, tostring(M.VERSION), "\n", tostring(#key), "\n", key, "\n",
+                   tostring(#payload), "\n", payload, "END\n"))
+  end, "cache")
+  if not ok_write then warn(("cannot write %s (%s); not cached"):format(path, tostring(err))) end
   return value, false
 end
 

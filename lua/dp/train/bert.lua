@@ -2,7 +2,7 @@
 -- or a Hugging Face checkpoint's, the checkpoint's weights loaded under a fresh head when its
 -- label count differs, and the export of the fine-tuned model (LoRA merged) with its vocab.
 local dp = require "dp"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 
 local M = {}
 

@@ -4,12 +4,12 @@
 --
 -- Layout: <dir>/manifest.json names the current save, a subdirectory <dir>/save-<serial>/ with
 -- model.safetensors, optimizer.safetensors, optimizer.json, ledger.json and state.json. Each file
--- is written atomically (dp.hf.atomic: temp, fsync, rename) into a NEW subdirectory, and the
+-- is written atomically (dp.util.atomic: temp, fsync, rename) into a NEW subdirectory, and the
 -- manifest is replaced last, so a crash or error at any point of a save leaves the previous
 -- checkpoint whole and current; the previous subdirectory is removed only after the switch.
 local json = require "dp.util.json"
 local st = require "dp.hf.safetensors"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 local hf_checkpoint = require "dp.hf.checkpoint"
 
 local M = {}

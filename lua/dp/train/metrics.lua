@@ -2,7 +2,7 @@
 -- records, plus evaluation records such as {step, epoch, dev_accuracy}), and the curves drawn
 -- from it by dp.train.plot.
 local json = require "dp.util.json"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 
 local M = {}
 

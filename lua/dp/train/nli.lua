@@ -11,7 +11,7 @@ local dp = require "dp"
 local snli = require "dp.data.snli"
 local synthetic = require "dp.data.synthetic_nli"
 local json = require "dp.util.json"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 
 local M = {}
 

@@ -3,7 +3,7 @@
 --
 --   plot.write("out/plot.svg", { { name = "loss", points = { {1, 1.1}, {2, 1.0} } },
 --                                { name = "dev accuracy", points = {...}, markers = true } })
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 
 local M = {}
 

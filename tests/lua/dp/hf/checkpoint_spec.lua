@@ -5,7 +5,7 @@ local dp = require "dp"
 local st = require "dp.hf.safetensors"
 local ckpt = require "dp.hf.checkpoint"
 local config = require "dp.hf.config"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 local json = require "dp.util.json"
 
 local base = os.tmpname()

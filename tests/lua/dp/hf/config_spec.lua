@@ -1,7 +1,7 @@
 -- Specs for dp.hf.config: BertConfig's config.json read with transformers' defaults, errors that
 -- name the file and the field, and atomic writes.
 local config = require "dp.hf.config"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 local json = require "dp.util.json"
 
 local base = os.tmpname()

@@ -4,7 +4,7 @@
 local ffi = require "ffi"
 local dp = require "dp"
 local st = require "dp.hf.safetensors"
-local atomic = require "dp.hf.atomic"
+local atomic = require "dp.util.atomic"
 
 local base = os.tmpname()
 os.remove(base)

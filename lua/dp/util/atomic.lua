@@ -1,4 +1,4 @@
--- dp.hf.atomic: write a file so that readers see either the old file or the complete new one:
+-- dp.util.atomic: write a file so that readers see either the old file or the complete new one:
 -- write <path>.tmp-<pid> beside it, flush, fsync, close, rename over <path>; on failure remove
 -- the temporary file and leave <path> as it was.
 local ffi = require "ffi"

@@ -36,7 +36,17 @@ struct dp_storage {
     size_t bytes;
     dp_device device;
     int32_t refcount;
+    int32_t category;    /* dp_mem_category its bytes count under (atomic: may be moved) */
+    uint64_t version;    /* in-place writes so far (atomic), see dp_tensor_version */
 };
+
+/* ---------------------------------------------------------------- memory accounting (core/memory.c) */
+
+/* Count delta bytes (negative when freed) on device under category: the device total, the
+ * category's current and peak, and the snapshot taken when the total peaks. */
+void dp_mem_account(dp_device device, int32_t category, int64_t delta);
+/* Kernel scratch held (delta > 0) or handed back (delta < 0): DP_MEM_SCRATCH on device. */
+void dp_mem_scratch(dp_device device, int64_t delta);
 
 /* New tensor header viewing x's storage with the given geometry (retains the storage). */
 dp_tensor *dp_tensor_view_of(const dp_tensor *x, int32_t ndim, const int64_t *shape,

@@ -1,6 +1,7 @@
 /* ops_elementwise.c: checked, autograd-aware binary ops (add, sub, mul, div, maximum) with NumPy
- * broadcasting, masked_fill, and the in-place helpers fill_, copy_, axpy_ and scale_. Arguments
- * are checked here once; the arithmetic runs in the device's kernels (dp_ops_for). */
+ * broadcasting and float dtype promotion, masked_fill, and the in-place helpers fill_, copy_,
+ * axpy_ and scale_ (each counting a write in the storage's version). Arguments are checked here
+ * once; the arithmetic runs in the device's kernels (dp_ops_for). */
 #include "internal.h"
 
 /* A sub-op failed inside a backward function; its message is already set. */
@@ -107,10 +108,30 @@ static int check_pair(const char *op, const dp_tensor *a, const dp_tensor *b) {
                        dp_tensor_desc(b));
     int rc = dp_check_same_device(op, a, b);
     if (rc) return rc;
-    if (a->dtype != b->dtype)
-        return dp_fail(DP_EDTYPE, "%s: dtypes differ (a is %s, b is %s)", op, dp_tensor_desc(a),
+    if (a->dtype != b->dtype && !(dp_dtype_is_float(a->dtype) && dp_dtype_is_float(b->dtype)))
+        return dp_fail(DP_EDTYPE, "%s: dtypes differ (a is %s, b is %s); only float dtypes are "
+                       "promoted, cast integer operands first", op, dp_tensor_desc(a),
                        dp_tensor_desc(b));
     return dp_check_float(op, a);
+}
+
+/* Width class of a float dtype for promotion: fp8 < bf16, f16 < f32 < f64. */
+static int float_rank(dp_dtype d) {
+    switch (d) {
+    case DP_FP8_E4M3: case DP_FP8_E5M2: return 0;
+    case DP_BF16: case DP_F16: return 1;
+    case DP_F32: return 2;
+    default: return 3;
+    }
+}
+
+/* The dtype two float operands meet in: the wider one, or f32 for two different formats of the
+ * same width (bf16/f16 and e4m3/e5m2 each hold values the other cannot). */
+static dp_dtype promoted(dp_dtype a, dp_dtype b) {
+    if (a == b) return a;
+    int ra = float_rank(a), rb = float_rank(b);
+    if (ra != rb) return ra > rb ? a : b;
+    return DP_F32;
 }
 
 /* out = a op b, broadcast, without autograd. */
@@ -141,6 +162,16 @@ static dp_tensor *binary_raw(const char *op, dp_binop bop, const dp_tensor *a, c
 static dp_tensor *binary_op(const char *op, dp_binop bop, dp_backward_fn backward, dp_tensor *a,
                             dp_tensor *b) {
     if (check_pair(op, a, b)) return NULL;
+    if (a->dtype != b->dtype) {
+        /* Promote through dp_cast so each operand's gradient comes back in its own dtype. */
+        dp_dtype to = promoted(a->dtype, b->dtype);
+        dp_tensor *pa = dp_cast(a, to), *pb = pa ? dp_cast(b, to) : NULL;
+        dp_tensor *out = pb ? binary_op(op, bop, backward, pa, pb) : NULL;
+        if (!pb) dp_error_prefix(op);
+        dp_tensor_release(pa);
+        dp_tensor_release(pb);
+        return out;
+    }
     dp_tensor *out = binary_raw(op, bop, a, b);
     dp_tensor *inputs[2] = { a, b };
     if (!out || !dp_autograd_wanted(2, inputs)) return out;
@@ -288,7 +319,9 @@ int dp_fill_(dp_tensor *x, double value) {
     if (!x) return dp_fail(DP_EARG, "fill_: tensor is NULL");
     const dp_ops *ops = ops_or_fail("fill_", x->device);
     if (!ops) return DP_EDEVICE;
-    return ops->fill ? ops->fill(x, value) : no_kernel("fill_", x);
+    if (!ops->fill) return no_kernel("fill_", x);
+    dp_tensor_bump_version(x);
+    return ops->fill(x, value);
 }
 
 /* dst = src between a host and a device: convert and broadcast on src's device into a contiguous
@@ -336,6 +369,8 @@ int dp_copy_(dp_tensor *dst, const dp_tensor *src) {
     if (overlaps_itself(dst))
         return dp_fail(DP_EARG, "%s: dst %s has elements sharing memory (an expanded view); copy into "
                        "a tensor that owns each element", op, dp_tensor_desc(dst));
+    /* Counted once the checks pass: a failure past here may have written part of dst. */
+    dp_tensor_bump_version(dst);
     if (dst->device != src->device) return copy_across_devices(dst, src);
     const dp_ops *ops = ops_or_fail(op, dst->device);
     if (!ops) return DP_EDEVICE;
@@ -368,6 +403,7 @@ int dp_axpy_(dp_tensor *dst, double alpha, const dp_tensor *src) {
     if (!ops->axpy || !ops->copy) return no_kernel(op, dst);
     dp_tensor *view = source_for(op, dst, src, ops);
     if (!view) return DP_ENOMEM;
+    dp_tensor_bump_version(dst);
     rc = ops->axpy(dst, alpha, view);
     dp_tensor_release(view);
     return rc;
@@ -381,6 +417,7 @@ int dp_scale_(dp_tensor *dst, double alpha) {
     const dp_ops *ops = ops_or_fail(op, dst->device);
     if (!ops) return DP_EDEVICE;
     if (!ops->unary || !ops->copy) return no_kernel(op, dst);
+    dp_tensor_bump_version(dst);
     /* Elementwise kernels may write over the very tensor they read; a strided dst goes through
      * a contiguous temporary, since kernel outputs are contiguous. */
     if (dp_tensor_is_contiguous(dst)) return ops->unary(dst, dst, DP_UN_AFFINE, alpha, 0.0);

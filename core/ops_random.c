@@ -24,7 +24,10 @@ static int random_fill(const char *op, dp_tensor *x, dp_rng *rng, fill_fn fill, 
     const dp_ops *ops = dp_ops_for(x->device);
     if (!ops) return DP_EDEVICE;
     if (dp_tensor_numel(x) == 0) return 0;
-    if (dp_tensor_is_contiguous(x)) return fill(ops, x, rng, mean, std);
+    if (dp_tensor_is_contiguous(x)) {
+        dp_tensor_bump_version(x);   /* the strided path counts its write in dp_copy_ */
+        return fill(ops, x, rng, mean, std);
+    }
     dp_tensor *tmp = dp_empty_like(x);
     if (!tmp) return DP_ENOMEM;
     rc = fill(ops, tmp, rng, mean, std);

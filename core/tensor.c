@@ -1,32 +1,13 @@
-/* tensor.c: tensor headers, reference-counted storage, memory accounting and element access. */
+/* tensor.c: tensor headers, reference-counted storage (counted by core/memory.c), write versions
+ * and element access. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
 
-static int64_t mem_current[DP_NUM_DEVICES];
-static int64_t mem_peak[DP_NUM_DEVICES];
 static int64_t live_tensors;
 
-int64_t dp_mem_current(dp_device device) {
-    return (unsigned)device < DP_NUM_DEVICES ? __atomic_load_n(&mem_current[device], __ATOMIC_RELAXED) : 0;
-}
-int64_t dp_mem_peak(dp_device device) {
-    return (unsigned)device < DP_NUM_DEVICES ? __atomic_load_n(&mem_peak[device], __ATOMIC_RELAXED) : 0;
-}
-void dp_mem_reset_peak(dp_device device) {
-    if ((unsigned)device < DP_NUM_DEVICES)
-        __atomic_store_n(&mem_peak[device], dp_mem_current(device), __ATOMIC_RELAXED);
-}
 int64_t dp_live_tensors(void) { return __atomic_load_n(&live_tensors, __ATOMIC_RELAXED); }
-
-static void account(dp_device device, int64_t delta) {
-    int64_t now = __atomic_add_fetch(&mem_current[device], delta, __ATOMIC_RELAXED);
-    int64_t peak = __atomic_load_n(&mem_peak[device], __ATOMIC_RELAXED);
-    while (now > peak && !__atomic_compare_exchange_n(&mem_peak[device], &peak, now, 1,
-                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    }
-}
 
 /* ---------------------------------------------------------------- shapes */
 
@@ -118,7 +99,7 @@ static void storage_release(dp_storage *s) {
     if (!s || __atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
     const dp_ops *ops = dp_ops_for(s->device);
     if (ops && s->base) ops->free(s->base);
-    account(s->device, -(int64_t)s->bytes);
+    dp_mem_account(s->device, __atomic_load_n(&s->category, __ATOMIC_RELAXED), -(int64_t)s->bytes);
     free(s);
 }
 
@@ -142,7 +123,8 @@ dp_tensor *dp_tensor_empty(dp_dtype dtype, dp_device device, int32_t ndim, const
     s->bytes = bytes;
     s->device = device;
     s->refcount = 1;
-    account(device, (int64_t)bytes);
+    s->category = dp_mem_get_category();
+    dp_mem_account(device, s->category, (int64_t)bytes);
     dp_tensor *t = header_new();
     if (!t) { storage_release(s); return NULL; }
     t->dtype = dtype;
@@ -306,7 +288,18 @@ int dp_tensor_set(dp_tensor *t, const int64_t *idx, double value) {
     int64_t off;
     if (check_host("set", t) || offset_of("set", t, idx, &off)) return DP_EINDEX;
     dp_store_f64(t->data, t->dtype, off, value);
+    dp_tensor_bump_version(t);
     return 0;
+}
+
+/* ---------------------------------------------------------------- write versions */
+
+uint64_t dp_tensor_version(const dp_tensor *t) {
+    return t && t->storage ? __atomic_load_n(&t->storage->version, __ATOMIC_RELAXED) : 0;
+}
+
+void dp_tensor_bump_version(dp_tensor *t) {
+    if (t && t->storage) __atomic_add_fetch(&t->storage->version, 1, __ATOMIC_RELAXED);
 }
 
 /* ---------------------------------------------------------------- checks shared by ops */
@@ -364,4 +357,49 @@ dp_tensor *dp_broadcast_view(const dp_tensor *x, int32_t ndim, const int64_t *sh
         }
     }
     return dp_tensor_view_of(x, ndim, shape, stride, x->offset);
+}
+
+/* ---------------------------------------------------------------- dtype change in place */
+
+int dp_tensor_retype_(dp_tensor *t, dp_dtype dtype) {
+    const char *op = "tensor_retype_";
+    if (!t) return dp_fail(DP_EARG, "%s: tensor is NULL", op);
+    if ((unsigned)dtype >= DP_NUM_DTYPES || !dp_dtype_is_float(dtype))
+        return dp_fail(DP_EDTYPE, "%s: target dtype must be a float dtype, got %s (tensor %s)", op,
+                       (unsigned)dtype < DP_NUM_DTYPES ? dp_dtype_name(dtype) : "unknown",
+                       dp_tensor_desc(t));
+    if (!dp_dtype_is_float(t->dtype))
+        return dp_fail(DP_EDTYPE, "%s: tensor %s is not a float tensor", op, dp_tensor_desc(t));
+    if (t->grad_fn)
+        return dp_fail(DP_EGRAPH, "%s: tensor %s is the result of %s, not a leaf; retype the leaf it "
+                       "came from", op, dp_tensor_desc(t), t->grad_fn->op);
+    if (__atomic_load_n(&t->storage->refcount, __ATOMIC_ACQUIRE) > 1)
+        return dp_fail(DP_EGRAPH, "%s: other tensors view the storage of %s (views, detached "
+                       "copies or saved graph tensors); release them first", op, dp_tensor_desc(t));
+    if (!dp_tensor_is_contiguous(t))
+        return dp_fail(DP_EARG, "%s: tensor %s must be contiguous", op, dp_tensor_desc(t));
+    if (t->dtype == dtype) return 0;   /* nothing changes, so no write to count */
+    const dp_ops *ops = dp_ops_for(t->device);
+    if (!ops) return DP_EDEVICE;
+    dp_storage *old = t->storage;
+    /* The new storage belongs where the old one was counted. */
+    int32_t prev = dp_mem_set_category(__atomic_load_n(&old->category, __ATOMIC_RELAXED));
+    dp_tensor *tmp = dp_tensor_empty(dtype, t->device, t->ndim, t->shape);
+    dp_mem_set_category(prev);
+    if (!tmp) { dp_error_prefix(op); return DP_ENOMEM; }
+    int rc = ops->copy(tmp, t);   /* converts, rounding to nearest even */
+    if (rc) { dp_tensor_release(tmp); dp_error_prefix(op); return rc; }
+    /* Swap storages: tmp's header takes the old one away with it. */
+    dp_storage *fresh = tmp->storage;
+    fresh->version = __atomic_load_n(&old->version, __ATOMIC_RELAXED) + 1;
+    tmp->storage = old;
+    t->storage = fresh;
+    t->dtype = dtype;
+    t->offset = 0;
+    t->data = fresh->base;
+    dp_contiguous_strides(t->stride, t->ndim, t->shape);
+    dp_tensor_release(tmp);
+    dp_tensor_release(t->grad);
+    t->grad = NULL;
+    return 0;
 }

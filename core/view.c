@@ -1,6 +1,6 @@
 /* view.c: ops that re-describe a tensor's elements without copying (reshape, permute, narrow,
- * expand, ...), plus the copies that complete them (contiguous, clone, cast). Each records an
- * autograd node whose backward routes the gradient back through the inverse geometry. */
+ * expand, ...), plus the copies that complete them (contiguous, clone, cast, cast_into). Each
+ * records an autograd node whose backward routes the gradient back through the inverse geometry. */
 #include <stdlib.h>
 #include "internal.h"
 
@@ -283,5 +283,38 @@ dp_tensor *dp_cast(dp_tensor *x, dp_dtype dtype) {
     dp_tensor *out = copy_as(x, dtype);
     /* Gradients flow only between float dtypes. */
     if (!dp_dtype_is_float(dtype) || !dp_dtype_is_float(x->dtype)) return out;
+    return record1(out, x, "cast", cast_backward, NULL);
+}
+
+dp_tensor *dp_cast_into(dp_tensor *x, dp_tensor *cache, int32_t refresh) {
+    const char *op = "cast_into";
+    if (!x || !cache)
+        return dp_fail_null(DP_EARG, "%s: tensor is NULL (x is %s, cache is %s)", op, dp_tensor_desc(x),
+                            dp_tensor_desc(cache));
+    if (dp_check_same_device(op, x, cache)) return NULL;
+    if (!dp_dtype_is_float(x->dtype) || !dp_dtype_is_float(cache->dtype))
+        return dp_fail_null(DP_EDTYPE, "%s: x and cache must be float tensors (x is %s, cache is %s)",
+                            op, dp_tensor_desc(x), dp_tensor_desc(cache));
+    int same = x->ndim == cache->ndim;
+    for (int i = 0; same && i < x->ndim; i++) same = x->shape[i] == cache->shape[i];
+    if (!same)
+        return dp_fail_null(DP_ESHAPE, "%s: cache %s must have x's shape (x is %s)", op,
+                            dp_tensor_desc(cache), dp_tensor_desc(x));
+    if (!dp_tensor_is_contiguous(cache))
+        return dp_fail_null(DP_EARG, "%s: cache %s must be contiguous", op, dp_tensor_desc(cache));
+    if (refresh != 0 && refresh != 1)
+        return dp_fail_null(DP_EARG, "%s: refresh must be 0 (trust cache) or 1 (convert x into it), "
+                            "got %d", op, (int)refresh);
+    if (refresh) {
+        if (cache->storage == x->storage)
+            return dp_fail_null(DP_EARG, "%s: cache %s shares storage with x %s", op,
+                                dp_tensor_desc(cache), dp_tensor_desc(x));
+        const dp_ops *ops = dp_ops_for(x->device);
+        if (!ops) return NULL;
+        dp_tensor_bump_version(cache);
+        if (ops->copy(cache, x)) { dp_error_prefix(op); return NULL; }
+    }
+    /* Named "cast" so that the DP engine looks through it to x, as through dp_cast. */
+    dp_tensor *out = dp_tensor_view_of(cache, cache->ndim, cache->shape, cache->stride, cache->offset);
     return record1(out, x, "cast", cast_backward, NULL);
 }

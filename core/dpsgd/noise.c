@@ -271,6 +271,7 @@ int dp_noise_add_(dp_noise *noise, dp_tensor *dst, double std) {
     if (n == 0) return 0;
     int64_t nb = (n + 1) / 2;
     int rc = 0;
+    dp_tensor_bump_version(dst);
     if (noise->mode == DP_NOISE_REPRODUCIBLE) {
         const dp_ops *ops = dp_ops_for(dst->device);
         if (!ops) return DP_EDEVICE;

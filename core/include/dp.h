@@ -158,9 +158,57 @@ dp_tensor *dp_clone(dp_tensor *x);
 /* Cast to dtype (RNE), in the graph: the gradient is cast back. Returns x retained if same dtype. */
 dp_tensor *dp_cast(dp_tensor *x, dp_dtype dtype);
 
+/* ------------------------------------------------------------------ precision: versions, copies, fp8 */
+
+/* How many in-place writes t's storage has had (dp_copy_, dp_fill_, dp_axpy_, dp_scale_,
+ * dp_tensor_set, dp_rand_, dp_randn_, dp_noise_add_, the optimizer steps, dp_tensor_retype_,
+ * dp_cast_into's refresh of its cache). Views share the count. A low-precision weight copy made at
+ * version v is stale once the master's version differs. */
+uint64_t dp_tensor_version(const dp_tensor *t);
+/* Count a write made through t->data directly (from Lua's FFI, say). */
+void dp_tensor_bump_version(dp_tensor *t);
+
+/* Binary elementwise ops (add, sub, mul, div, maximum) on two float tensors of different dtypes
+ * promote the narrower operand first (through dp_cast, so gradients flow): fp8 < bf16, f16 < f32 <
+ * f64, and bf16 with f16 (or e4m3 with e5m2) gives f32. Integer/float mixes are still an error. */
+
+/* x cast into cache's dtype as an autograd node "cast" from x: the gradient is cast back to x's
+ * dtype, and the DP engine sees x through it as through dp_cast. cache: contiguous, x's shape, a
+ * float dtype. refresh = 1 first converts x into cache (round to nearest even; bumps cache's
+ * version), 0 trusts cache's values (the caller checked dp_tensor_version). The result shares
+ * cache's storage. Lets a low-precision weight copy be made once per update, not per forward. */
+dp_tensor *dp_cast_into(dp_tensor *x, dp_tensor *cache, int32_t refresh);
+
+/* Convert a contiguous leaf in place to another float dtype (new storage, round to nearest even).
+ * The dp_tensor pointer stays, so DP-engine registrations and optimizer state stay valid. Clears
+ * its .grad and bumps the version. Fails (DP_EGRAPH) when it has a grad_fn or when other tensors
+ * view its storage. The storage keeps its memory category. */
+int dp_tensor_retype_(dp_tensor *t, dp_dtype dtype);
+
+/* fp8 compute, emulated: GEMMs then run on the rounded values, which is what an fp8 tensor core
+ * multiplies before accumulating in f32 (Micikevicius et al., "FP8 formats for deep learning",
+ * 2022). Quantisation rounds x * s to nearest even in dtype (DP_FP8_E4M3 or DP_FP8_E5M2) and
+ * saturates to the largest finite value (+-448, +-57344); NaN stays NaN. scale: f32 tensor of
+ * shape (1) (one scale per tensor) or (x.shape[0]) (one per example, dim 0). */
+/* The power of two s with amax * s <= max_finite(dtype) * 2^-margin, as large as possible; 1 when
+ * amax is 0, NaN or Inf. */
+double dp_fp8_scale_for(double amax, dp_dtype dtype, int32_t margin);
+/* out = round(x * s) / s in x's dtype; straight-through gradient (identity). amax_out (NULL or
+ * f32 of scale's shape) receives max |x| over each scale's elements (NaN ignored; Inf counts).
+ * just_in_time = 1: first set each scale from that amax with dp_fp8_scale_for(., dtype, 0)
+ * (written into scale), 0: use scale as given. */
+dp_tensor *dp_fake_quant(dp_tensor *x, dp_dtype dtype, dp_tensor *scale, dp_tensor *amax_out,
+                         int32_t just_in_time);
+/* Identity forward; in backward the incoming gradient g becomes dp_fake_quant(g, dtype, scale,
+ * amax_out, just_in_time) (E5M2 for fp8 training). scale and amax_out are retained by the node
+ * and read at backward time, so the caller may update a delayed scale after the forward. */
+dp_tensor *dp_grad_quant(dp_tensor *x, dp_dtype dtype, dp_tensor *scale, dp_tensor *amax_out,
+                         int32_t just_in_time);
+
 /* ------------------------------------------------------------------ ops (autograd-aware) */
 
-/* Elementwise binary ops broadcast NumPy-style; a and b must share dtype and device. */
+/* Elementwise binary ops broadcast NumPy-style; a and b must share a device. Two float dtypes
+ * promote (see "precision" above); a float with an integer dtype is an error. */
 dp_tensor *dp_add(dp_tensor *a, dp_tensor *b);
 dp_tensor *dp_sub(dp_tensor *a, dp_tensor *b);
 dp_tensor *dp_mul(dp_tensor *a, dp_tensor *b);
@@ -264,6 +312,28 @@ const char *dp_tensor_op_name(const dp_tensor *t);
 int64_t dp_mem_current(dp_device device);
 int64_t dp_mem_peak(dp_device device);
 void dp_mem_reset_peak(dp_device device);
+/* Memory by category. Each storage is tagged when allocated with its thread's current category
+ * (DP_MEM_OTHER unless set) and can be moved later; kernels' pooled scratch (low-precision GEMM
+ * conversions, ...) counts as DP_MEM_SCRATCH. dp_mem_reset_peak resets every category's peak. */
+typedef enum {
+    DP_MEM_OTHER = 0, DP_MEM_PARAMETERS = 1,   /* weights as the model computes with them */
+    DP_MEM_MASTER = 2,                         /* fp32 masters kept beside low-precision copies */
+    DP_MEM_OPTIMIZER = 3, DP_MEM_ACTIVATIONS = 4,
+    DP_MEM_PER_SAMPLE = 5,                     /* the DP engine's norms, Grams, scaled inputs */
+    DP_MEM_GRADIENTS = 6,                      /* .grad and the clipped-sum accumulators */
+    DP_MEM_SCRATCH = 7, DP_MEM_NUM_CATEGORIES = 8
+} dp_mem_category;
+/* Set this thread's category for new storage; returns the previous one (or DP_EARG). */
+int32_t dp_mem_set_category(int32_t category);
+int32_t dp_mem_get_category(void);
+const char *dp_mem_category_name(int32_t category);   /* "parameters", "master", ... */
+/* Move t's whole storage to another category; the category t's storage is in. */
+int dp_tensor_set_mem_category(dp_tensor *t, int32_t category);
+int32_t dp_tensor_mem_category(const dp_tensor *t);
+/* Bytes of a category now, its own peak, and its bytes at the moment the device total peaked. */
+int64_t dp_mem_category_current(dp_device device, int32_t category);
+int64_t dp_mem_category_peak(dp_device device, int32_t category);
+int64_t dp_mem_category_at_peak(dp_device device, int32_t category);
 /* Live tensor headers (for leak checks in tests). */
 int64_t dp_live_tensors(void);
 /* Threads used by CPU kernels and BLAS. */
@@ -350,6 +420,13 @@ typedef struct dp_psg_param_info {
     int32_t form_used;         /* GHOST or MATERIALISE for linear weights in the last norms; else 0 */
     int64_t seq_len;           /* tokens per example in its last norms (1 for 2-D inputs) */
     double ghost_flops, materialise_flops;   /* estimated cost of each form for those shapes */
+    int32_t input_dtype;       /* dp_dtype of its last tap's input (activations), -1 before any */
+    int32_t grad_dtype;        /* dp_dtype of its last tap's output gradient, -1 before any */
+    int32_t norm_dtype;        /* dtype its last norms were accumulated in (F32 or F64), -1 before */
+    int32_t accum_dtype;       /* dtype of its clipped-sum accumulator (where noise is added), -1 if none yet */
+    double sum_norm;           /* L2 norm of its clipped sum (before noise, loss scale divided out)
+                                * at the last dp_psg_finish, in f64; -1 before */
+    double noise_norm;         /* L2 norm of the noise added to it at that finish; -1 before */
 } dp_psg_param_info;
 
 typedef struct dp_clip_config {
@@ -403,6 +480,11 @@ dp_tensor *dp_psg_accumulator(const dp_psg *psg, int32_t index);
 int dp_psg_finish(dp_psg *psg, dp_noise *noise, double std, double scale);
 /* Zero the accumulators and drop taps (abandon a logical batch). */
 int dp_psg_reset(dp_psg *psg);
+/* Dynamic loss scaling: the tapped output gradients carry this factor (the loss was multiplied by
+ * it before backward). Norms, bounds, sample_grad, factors and clipped sums divide it out; it must
+ * be a power of two >= 2^-24 so that this is exact. Default 1. */
+int dp_psg_set_loss_scale(dp_psg *psg, double scale);
+double dp_psg_loss_scale(const dp_psg *psg);
 
 /* ------------------------------------------------------------------ optimizers (fp32 state) */
 
@@ -415,12 +497,18 @@ int dp_psg_reset(dp_psg *psg);
  * Adam / AdamW (decoupled = 1): step counts from 1; Adam adds wd*p to g; AdamW multiplies p by
  * (1 - lr*wd) first; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
  * p -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps). */
+/* How the new value is rounded into a bf16/f16/fp8 parameter: NULL or stochastic = 0, to nearest
+ * even; stochastic = 1, up with probability (v - lo) / (hi - lo) between its neighbours lo < v < hi
+ * (unbiased: E[round(v)] = v; Gupta et al. 2015), using Philox(seed, counter, stream 0x5352)
+ * uniforms, one block per 4 elements in order; the call advances counter by ceil(numel / 4).
+ * Ignored for f32/f64 parameters. */
+typedef struct dp_rounding { int32_t stochastic; uint64_t seed; uint64_t counter; } dp_rounding;
 int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_buf, double lr,
                  double momentum, double dampening, double weight_decay, int32_t nesterov,
-                 int32_t first_step);
+                 int32_t first_step, dp_rounding *rounding);
 int dp_adam_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v, double lr,
                   double beta1, double beta2, double eps, double weight_decay, int32_t decoupled,
-                  int64_t step);
+                  int64_t step, dp_rounding *rounding);
 
 /* ------------------------------------------------------------------ privacy accountant */
 
@@ -493,6 +581,11 @@ typedef struct dp_ledger_step_info {
     uint64_t noise_seed;            /* reproducible mode; 0 when secure */
     uint64_t noise_counter_before, noise_counter_after;
     uint64_t sampler_counter_before, sampler_counter_after;
+    int32_t skipped;                /* 1: data was touched but the update was not applied (f16
+                                     * overflow): the step still counts */
+    double aux_sigma;               /* std of the Gaussian noise on the overflow count released with
+                                     * this step (sensitivity 1), 0 when none; sigma is then the
+                                     * combined noise multiplier of both releases */
 } dp_ledger_step_info;
 typedef struct dp_ledger_run_info {
     double q, sigma, clip;
@@ -503,6 +596,8 @@ typedef struct dp_ledger_run_info {
     uint64_t noise_counter_first, noise_counter_last;     /* before its first, after its last step */
     uint64_t sampler_counter_first, sampler_counter_last;
     int32_t detailed;               /* 0 for runs made by dp_ledger_step (no book-keeping) */
+    int64_t skipped_steps;          /* of its steps, those recorded with skipped = 1 */
+    double aux_sigma;               /* as in the step info; steps with different values form new runs */
 } dp_ledger_run_info;
 int dp_ledger_record(dp_ledger *ledger, const dp_ledger_step_info *info);
 int dp_ledger_run_detail(const dp_ledger *ledger, int32_t i, dp_ledger_run_info *out);

@@ -83,6 +83,12 @@ static int check_book_keeping(const char *fn, const dp_ledger_step_info *info) {
     if (info->noise_mode != DP_NOISE_REPRODUCIBLE && info->noise_mode != DP_NOISE_SECURE)
         return dp_fail(DP_EARG, "%s: noise_mode must be 0 (reproducible) or 1 (secure), got %d", fn,
                        (int)info->noise_mode);
+    if (info->skipped != 0 && info->skipped != 1)
+        return dp_fail(DP_EARG, "%s: skipped must be 0 (update applied) or 1 (update skipped), got %d",
+                       fn, (int)info->skipped);
+    if (!(info->aux_sigma >= 0) || !isfinite(info->aux_sigma))
+        return dp_fail(DP_EARG, "%s: aux_sigma must be finite and >= 0 (0: no auxiliary release), "
+                       "got %g", fn, info->aux_sigma);
     if (info->noise_counter_after < info->noise_counter_before)
         return dp_fail(DP_EARG, "%s: noise_counter_after (%llu) is below noise_counter_before (%llu); "
                        "a generator only moves forward", fn,
@@ -96,10 +102,12 @@ static int check_book_keeping(const char *fn, const dp_ledger_step_info *info) {
     return 0;
 }
 
-/* Whether a step continues run r: same mechanism and generators, and its draws start where the
- * run's stopped (so the run's counter ranges cover exactly the draws of its steps). */
+/* Whether a step continues run r: same mechanism (auxiliary release included) and generators, and
+ * its draws start where the run's stopped (so the run's counter ranges cover exactly the draws of
+ * its steps). Skipped steps join runs: they spend privacy like the others. */
 static int continues(const ledger_run *r, const dp_ledger_step_info *info) {
     return r->detailed && r->q == info->q && r->sigma == info->sigma && r->clip == info->clip &&
+           r->aux_sigma == info->aux_sigma &&
            r->sampling == info->sampling && r->noise_mode == info->noise_mode &&
            r->noise_seed == info->noise_seed && r->noise_last == info->noise_counter_before &&
            r->sampler_last == info->sampler_counter_before;
@@ -122,6 +130,7 @@ int dp_ledger_record(dp_ledger *ledger, const dp_ledger_step_info *info) {
         if (b < last->batch_min) last->batch_min = b;
         if (b > last->batch_max) last->batch_max = b;
         last->empty_batches += b == 0;
+        last->skipped_steps += info->skipped;
         last->noise_last = info->noise_counter_after;
         last->sampler_last = info->sampler_counter_after;
         return 0;
@@ -133,6 +142,7 @@ int dp_ledger_record(dp_ledger *ledger, const dp_ledger_step_info *info) {
         .noise_seed = info->noise_seed,
         .noise_first = info->noise_counter_before, .noise_last = info->noise_counter_after,
         .sampler_first = info->sampler_counter_before, .sampler_last = info->sampler_counter_after,
+        .skipped_steps = info->skipped, .aux_sigma = info->aux_sigma,
     };
     return dp_ledger_append(ledger, &run, fn);
 }
@@ -191,6 +201,8 @@ int dp_ledger_run_detail(const dp_ledger *ledger, int32_t i, dp_ledger_run_info 
     out->sampler_counter_first = r->sampler_first;
     out->sampler_counter_last = r->sampler_last;
     out->detailed = r->detailed;
+    out->skipped_steps = r->skipped_steps;
+    out->aux_sigma = r->aux_sigma;
     return 0;
 }
 

@@ -18,6 +18,8 @@ typedef struct ledger_run {
     int64_t batch_total, batch_min, batch_max, empty_batches;
     uint64_t noise_seed;
     uint64_t noise_first, noise_last, sampler_first, sampler_last;
+    int64_t skipped_steps;   /* steps recorded with skipped = 1 (updates not applied) */
+    double aux_sigma;        /* noise std of the released overflow count; equal within a run */
 } ledger_run;
 
 struct dp_ledger {

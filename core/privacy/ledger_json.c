@@ -11,8 +11,10 @@
  * values up to 2^64 - 1 exactly. The reader also takes a nonnegative JSON integer for them.
  * Doubles are written with up to 17 significant digits, the fewest that read back bit for bit.
  * A run with none of the book-keeping keys reads back as a plain run (older files); a run with
- * some must have all. Readers ignore keys they do not know, so later versions can add fields
+ * some must have all. A detailed run may add "skipped_steps":3 and "aux_sigma":2.5 (written when
+ * nonzero; absent means 0). Readers ignore keys they do not know, so later versions can add fields
  * without breaking older readers of the same version. Errors name the field and the run index. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,13 @@ static void put_run(text *t, const ledger_run *r) {
             ",\"sampler_counter_first\":\"%llu\",\"sampler_counter_last\":\"%llu\"",
             (unsigned long long)r->noise_first, (unsigned long long)r->noise_last,
             (unsigned long long)r->sampler_first, (unsigned long long)r->sampler_last);
+        /* Written only when set, so files of runs without them read as before. */
+        if (r->skipped_steps) put(t, ",\"skipped_steps\":%lld", (long long)r->skipped_steps);
+        if (r->aux_sigma != 0) {
+            char aux[32];
+            format_double(aux, sizeof aux, r->aux_sigma);
+            put(t, ",\"aux_sigma\":%s", aux);
+        }
     }
     put(t, "}");
 }
@@ -224,6 +233,27 @@ static int read_details(ledger_run *r, const dp_json *run, int32_t i) {
     return 0;
 }
 
+/* skipped_steps and aux_sigma: optional (absent in older files: 0), only on detailed runs. */
+static int read_optional(ledger_run *r, const dp_json *run, int32_t i) {
+    const dp_json *skipped = dp_json_get(run, "skipped_steps"), *aux = dp_json_get(run, "aux_sigma");
+    if ((skipped || aux) && !r->detailed)
+        return dp_fail(DP_EARG, "%s: runs[%d] has skipped_steps or aux_sigma but no book-keeping "
+                       "fields (only runs recorded step by step carry them)", FN, (int)i);
+    if (skipped) {
+        if (skipped->type != DP_JSON_NUMBER || !skipped->is_integer || skipped->integer < 0 ||
+            skipped->integer > r->steps)
+            return dp_fail(DP_EARG, "%s: runs[%d].skipped_steps must be an integer in [0, steps = "
+                           "%lld]", FN, (int)i, (long long)r->steps);
+        r->skipped_steps = skipped->integer;
+    }
+    if (aux) {
+        if (aux->type != DP_JSON_NUMBER || !(aux->number >= 0) || !isfinite(aux->number))
+            return dp_fail(DP_EARG, "%s: runs[%d].aux_sigma must be a finite number >= 0", FN, (int)i);
+        r->aux_sigma = aux->number;
+    }
+    return 0;
+}
+
 static int read_run(dp_ledger *l, const dp_json *run, int32_t i) {
     ledger_run r = { 0 };
     char what[48];
@@ -249,6 +279,7 @@ static int read_run(dp_ledger *l, const dp_json *run, int32_t i) {
         if ((rc = read_details(&r, run, i))) return rc;
         break;
     }
+    if ((rc = read_optional(&r, run, i))) return rc;
     return dp_ledger_append(l, &r, FN);
 }
 

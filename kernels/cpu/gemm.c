@@ -59,7 +59,9 @@ static void *aligned_bytes(size_t bytes) {
 }
 
 /* Buffers stay allocated between calls: re-faulting tens of megabytes of fresh pages on every
- * bf16 GEMM costs several percent at BERT sizes. */
+ * bf16 GEMM costs several percent at BERT sizes. While a buffer is handed out its whole size counts
+ * as DP_MEM_SCRATCH (memory in use); idle pooled buffers are not counted, like the allocator's
+ * cache of freed blocks. */
 void *dp_gemm_scratch_get(size_t bytes) {
     if (bytes == 0) bytes = 64;
     pthread_mutex_lock(&scratch_lock);
@@ -74,6 +76,7 @@ void *dp_gemm_scratch_get(size_t bytes) {
             best = i;
     }
     void *ptr = NULL;
+    size_t held = 0;
     if (best >= 0) {
         if (scratch[best].bytes < bytes) {
             free(scratch[best].ptr);
@@ -83,24 +86,41 @@ void *dp_gemm_scratch_get(size_t bytes) {
         if (scratch[best].ptr) {
             scratch[best].busy = 1;
             ptr = scratch[best].ptr;
+            held = scratch[best].bytes;
         }
     }
     pthread_mutex_unlock(&scratch_lock);
-    /* Every slot busy (many threads at once): a one-off buffer, freed by put. */
-    return ptr ? ptr : (best < 0 ? aligned_bytes(bytes) : NULL);
+    if (best >= 0) {
+        if (ptr) dp_mem_scratch(DP_CPU, (int64_t)held);
+        return ptr;
+    }
+    /* Every slot busy (many threads at once): a one-off buffer, freed by put. Its size goes in a
+     * 64-byte prefix (keeping the alignment) so that put can uncount it. */
+    char *raw = aligned_bytes(bytes + 64);
+    if (!raw) return NULL;
+    memcpy(raw, &bytes, sizeof bytes);
+    dp_mem_scratch(DP_CPU, (int64_t)bytes);
+    return raw + 64;
 }
 
 void dp_gemm_scratch_put(void *ptr) {
     if (!ptr) return;
     pthread_mutex_lock(&scratch_lock);
     int found = 0;
+    size_t held = 0;
     for (int i = 0; i < SCRATCH_SLOTS && !found; i++)
         if (scratch[i].ptr == ptr) {
             scratch[i].busy = 0;
+            held = scratch[i].bytes;
             found = 1;
         }
     pthread_mutex_unlock(&scratch_lock);
-    if (!found) free(ptr);
+    if (!found) {
+        char *raw = (char *)ptr - 64;
+        memcpy(&held, raw, sizeof held);
+        free(raw);
+    }
+    dp_mem_scratch(DP_CPU, -(int64_t)held);
 }
 
 __attribute__((destructor)) static void scratch_release(void) {

@@ -154,6 +154,17 @@ function V.cast(x, to)
 end
 V.to = V.cast
 
+-- x cast into cache (contiguous, x's shape, a float dtype) as the autograd node "cast": refresh
+-- (default true) converts x into cache first; false trusts cache (made at x:version() still
+-- current). The result shares cache's storage; gradients go back to x in x's dtype.
+function V.cast_into(x, cache, refresh)
+  if refresh ~= nil and type(refresh) ~= "boolean" then
+    dpffi.raise("cast_into: refresh must be a boolean (default true), got " .. tostring(refresh))
+  end
+  return wrap(C.dp_cast_into(ptr(x, "cast_into", 1), ptr(cache, "cast_into", 2),
+                             refresh == false and 0 or 1))
+end
+
 for method, name in pairs { float = "f32", double = "f64", bf16 = "bf16", half = "f16",
                             int = "i32", long = "i64", byte = "u8", bool = "u8" } do
   V[method] = function(x) return wrap(C.dp_cast(ptr(x, method, 1), dtype.parse(name))) end

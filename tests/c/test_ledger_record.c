@@ -244,6 +244,7 @@ static void test_old_format(void) {
     CHECK_PTR(l);
     CHECK(l && dp_ledger_run_detail(l, 0, &r) == 0 && r.detailed && r.noise_seed == 42 && r.noise_counter_last == 9 &&
           r.sampler_counter_first == (UINT64_C(1) << 53) + 1 && r.batch_total == 7, "integers");
+    CHECK(l && r.skipped_steps == 0 && r.aux_sigma == 0, "no skipped_steps or aux_sigma: 0");
     dp_ledger_free(l);
 }
 
@@ -360,6 +361,85 @@ static void test_inspections(void) {
     dp_ledger_free(l);
 }
 
+/* Skipped steps (f16 overflow) count and lengthen runs; a change of aux_sigma starts a run. */
+static void test_skipped_and_aux(void) {
+    dp_ledger *l = dp_ledger_new();
+    dp_ledger_step_info s = base_step();
+    /* aux 0,0,0 | 0.5,0.5 | 0 ; skipped on steps 1, 3, 4 */
+    double aux[6] = { 0, 0, 0, 0.5, 0.5, 0 };
+    int skipped[6] = { 0, 1, 0, 1, 1, 0 };
+    for (int i = 0; i < 6; i++) {
+        if (i) s = next_step(s, 10, 50, 10);
+        s.aux_sigma = aux[i];
+        s.skipped = skipped[i];
+        CHECK_OK(dp_ledger_record(l, &s));
+    }
+    CHECK(dp_ledger_num_runs(l) == 3, "runs %d", dp_ledger_num_runs(l));
+    CHECK(dp_ledger_total_steps(l) == 6, "every step counts, skipped or not");
+    int64_t want_steps[3] = { 3, 2, 1 }, want_skipped[3] = { 1, 2, 0 };
+    double want_aux[3] = { 0, 0.5, 0 };
+    dp_ledger_run_info r[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(dp_ledger_run_detail(l, i, &r[i]));
+        CHECK(r[i].steps == want_steps[i] && r[i].skipped_steps == want_skipped[i] &&
+              r[i].aux_sigma == want_aux[i], "run %d: steps %lld skipped %lld aux %g", i,
+              (long long)r[i].steps, (long long)r[i].skipped_steps, r[i].aux_sigma);
+    }
+    /* The split runs still chain their counters. */
+    CHECK(r[1].noise_counter_first == r[0].noise_counter_last, "counters continue across the split");
+
+    char *json = dp_ledger_to_json(l);
+    CHECK(json && strstr(json, "\"skipped_steps\":2,\"aux_sigma\":0.5}") &&
+          strstr(json, "\"skipped_steps\":1}"), "json: %s", json ? json : "NULL");
+    dp_ledger *back = json ? dp_ledger_from_json(json) : NULL;
+    CHECK_PTR(back);
+    for (int i = 0; back && i < 3; i++) {
+        dp_ledger_run_info b;
+        CHECK_OK(dp_ledger_run_detail(back, i, &b));
+        CHECK(same_run(&b, &r[i]) && b.skipped_steps == r[i].skipped_steps && b.aux_sigma == r[i].aux_sigma,
+              "run %d round trip", i);
+    }
+    dp_ledger_free(back);
+    dp_free(json);
+
+    /* Bad values name the field. */
+    s = next_step(s, 10, 50, 10);
+    s.skipped = 2;
+    expect_record_error(l, s, "skipped must be 0");
+    s.skipped = 0;
+    s.aux_sigma = -1;
+    expect_record_error(l, s, "aux_sigma must be finite and >= 0");
+    s.aux_sigma = INFINITY;
+    expect_record_error(l, s, "aux_sigma must be finite and >= 0");
+    dp_ledger_free(l);
+
+    const char *head = "{\"version\":1,\"runs\":[{\"q\":0.01,\"sigma\":1,\"clip\":1,\"steps\":2";
+    const char *detail = ",\"batch_total\":20,\"batch_min\":10,\"batch_max\":10,\"empty_batches\":0,"
+        "\"sampling\":\"poisson\",\"noise_mode\":\"reproducible\",\"noise_seed\":\"1\","
+        "\"noise_counter_first\":\"0\",\"noise_counter_last\":\"4\",\"sampler_counter_first\":\"0\","
+        "\"sampler_counter_last\":\"2\"";
+    struct { const char *extra; const char *needle; } bad[] = {
+        { ",\"skipped_steps\":3", "skipped_steps must be an integer in [0, steps = 2]" },
+        { ",\"skipped_steps\":-1", "skipped_steps must be an integer" },
+        { ",\"aux_sigma\":-0.5", "runs[0].aux_sigma must be a finite number >= 0" },
+        { ",\"aux_sigma\":\"1\"", "runs[0].aux_sigma must be a finite number >= 0" },
+    };
+    char text[1024];
+    for (int i = 0; i < 4; i++) {
+        snprintf(text, sizeof text, "%s%s%s}]}", head, detail, bad[i].extra);
+        expect_reject(text, bad[i].needle);
+    }
+    snprintf(text, sizeof text, "%s,\"skipped_steps\":1}]}", head);
+    expect_reject(text, "has skipped_steps or aux_sigma but no book-keeping");
+    /* Present and valid: read. */
+    snprintf(text, sizeof text, "%s%s,\"skipped_steps\":2,\"aux_sigma\":3}]}", head, detail);
+    dp_ledger *ok = dp_ledger_from_json(text);
+    dp_ledger_run_info o;
+    CHECK(ok && dp_ledger_run_detail(ok, 0, &o) == 0 && o.skipped_steps == 2 && o.aux_sigma == 3.0,
+          "explicit fields: %s", dp_last_error());
+    dp_ledger_free(ok);
+}
+
 int main(void) {
     test_merge();
     test_split();
@@ -369,5 +449,6 @@ int main(void) {
     test_old_format();
     test_malformed();
     test_inspections();
+    test_skipped_and_aux();
     return dp_test_finish("test_ledger_record");
 }

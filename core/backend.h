@@ -131,13 +131,25 @@ typedef struct dp_ops {
     int (*noise_add_philox)(dp_tensor *dst, double std, uint64_t seed, uint64_t stream,
                             uint64_t counter);
 
-    /* ---- optimizers (see dp_sgd_step_, dp_adam_step_ in dp.h; arguments already checked) */
+    /* ---- optimizers (see dp_sgd_step_, dp_adam_step_ in dp.h; arguments already checked).
+     * rounding: NULL or stochastic 0 = nearest even; else stochastic rounding of bf16/f16/fp8 params
+     * from rounding's seed and counter (the caller advances the counter afterwards). */
     int (*sgd_step)(dp_tensor *param, const dp_tensor *grad, dp_tensor *buf, double lr,
                     double momentum, double dampening, double weight_decay, int32_t nesterov,
-                    int32_t first_step);
+                    int32_t first_step, const dp_rounding *rounding);
     int (*adam_step)(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v,
                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                     int32_t decoupled, int64_t step);
+                     int32_t decoupled, int64_t step, const dp_rounding *rounding);
+
+    /* ---- emulated fp8 (see dp_fake_quant in dp.h; arguments already checked). x is contiguous,
+     * any float dtype, split into G equal groups of consecutive elements, G = numel of amax or
+     * scale (1, or x.shape[0]: one per example). */
+    /* amax (f64, (G)) = max |x| over each group; NaN ignored (0 for a group of NaN only), Inf counts. */
+    int (*quant_amax)(dp_tensor *amax, const dp_tensor *x);
+    /* out (contiguous, x's dtype and shape) = q(x * s) / s with s = scale[group] (f32, finite,
+     * > 0), q rounding to nearest even in dtype (DP_FP8_E4M3 or E5M2) after saturating at its
+     * largest finite value, NaN kept. Product and quotient in f64, stored with one RNE. */
+    int (*fake_quant)(dp_tensor *out, const dp_tensor *x, const dp_tensor *scale, dp_dtype dtype);
 } dp_ops;
 
 /* The table for a device, or NULL (with dp_fail) when that backend is not available. */

@@ -97,6 +97,21 @@ static int check_flag(const char *fn, const char *what, int32_t x) {
     return 0;
 }
 
+/* rounding: NULL, or stochastic 0 or 1. */
+static int check_rounding(const char *fn, const dp_rounding *rounding) {
+    if (rounding && rounding->stochastic != 0 && rounding->stochastic != 1)
+        return dp_fail(DP_EARG, "%s: rounding->stochastic must be 0 or 1, got %d", fn,
+                       (int)rounding->stochastic);
+    return 0;
+}
+
+/* After a successful update: stochastic rounding of a bf16/f16/fp8 param used ceil(numel / 4)
+ * Philox blocks; f32/f64 params ignore the rounding, counter included. */
+static void advance_rounding(dp_rounding *rounding, const dp_tensor *param) {
+    if (!rounding || !rounding->stochastic || param->dtype == DP_F32 || param->dtype == DP_F64) return;
+    rounding->counter += (uint64_t)((dp_tensor_numel(param) + 3) / 4);
+}
+
 /* The device table into *ops; DP_EUNSUPPORTED when it lacks the kernel (sgd: 1 for sgd_step, 0 for
  * adam_step), the device's own error when its backend cannot load. */
 static int ops_with(const char *fn, const dp_tensor *param, int sgd, const dp_ops **ops) {
@@ -113,14 +128,15 @@ static int ops_with(const char *fn, const dp_tensor *param, int sgd, const dp_op
 
 int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_buf, double lr,
                  double momentum, double dampening, double weight_decay, int32_t nesterov,
-                 int32_t first_step) {
+                 int32_t first_step, dp_rounding *rounding) {
     const char *fn = "dp_sgd_step_";
     int rc;
     if ((rc = check_param(fn, param)) || (rc = check_grad(fn, grad, param))) return rc;
     if ((rc = check_nonneg(fn, "lr", lr)) || (rc = check_range(fn, "momentum", momentum, 0, 1, 1)) ||
         (rc = check_range(fn, "dampening", dampening, 0, 1, 0)) ||
         (rc = check_nonneg(fn, "weight_decay", weight_decay)) ||
-        (rc = check_flag(fn, "nesterov", nesterov)) || (rc = check_flag(fn, "first_step", first_step)))
+        (rc = check_flag(fn, "nesterov", nesterov)) || (rc = check_flag(fn, "first_step", first_step)) ||
+        (rc = check_rounding(fn, rounding)))
         return rc;
     if (nesterov && (momentum <= 0 || dampening != 0))
         return dp_fail(DP_EARG, "%s: nesterov needs momentum > 0 and dampening 0, got momentum %g, "
@@ -136,13 +152,17 @@ int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_bu
     const dp_ops *ops;
     if ((rc = ops_with(fn, param, 1, &ops))) return rc;
     if (dp_tensor_numel(param) == 0) return 0;
-    return ops->sgd_step(param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov,
-                         first_step);
+    rc = ops->sgd_step(param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov,
+                       first_step, rounding);
+    if (rc) return rc;
+    advance_rounding(rounding, param);
+    dp_tensor_bump_version(param);
+    return 0;
 }
 
 int dp_adam_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v, double lr,
                   double beta1, double beta2, double eps, double weight_decay, int32_t decoupled,
-                  int64_t step) {
+                  int64_t step, dp_rounding *rounding) {
     const char *fn = "dp_adam_step_";
     int rc;
     if ((rc = check_param(fn, param)) || (rc = check_grad(fn, grad, param)) ||
@@ -153,7 +173,7 @@ int dp_adam_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tens
     if ((rc = check_nonneg(fn, "lr", lr)) || (rc = check_range(fn, "beta1", beta1, 0, 1, 1)) ||
         (rc = check_range(fn, "beta2", beta2, 0, 1, 1)) ||
         (rc = check_nonneg(fn, "weight_decay", weight_decay)) ||
-        (rc = check_flag(fn, "decoupled", decoupled)))
+        (rc = check_flag(fn, "decoupled", decoupled)) || (rc = check_rounding(fn, rounding)))
         return rc;
     if (!(isfinite(eps) && eps > 0)) return dp_fail(DP_EARG, "%s: eps must be finite and > 0, got %g", fn, eps);
     if (step < 1)
@@ -161,5 +181,9 @@ int dp_adam_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tens
     const dp_ops *ops;
     if ((rc = ops_with(fn, param, 0, &ops))) return rc;
     if (dp_tensor_numel(param) == 0) return 0;
-    return ops->adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step);
+    rc = ops->adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step, rounding);
+    if (rc) return rc;
+    advance_rounding(rounding, param);
+    dp_tensor_bump_version(param);
+    return 0;
 }

@@ -1,6 +1,8 @@
 /* psg.c: the per-sample gradient engine's registry and the hooks that parameterised ops call from
  * their backward ("taps"). Which engine is active is per thread, like grad mode. The numerics
- * live in psg_norms.c (norms) and psg_clip.c (clipping, sums, noise). */
+ * live in psg_norms.c (norms) and psg_clip.c (clipping, sums, noise). What the taps keep (contiguous
+ * inputs, output gradients, per-sample gradients) is allocated under DP_MEM_PER_SAMPLE. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "psg_internal.h"
@@ -10,6 +12,7 @@ static _Thread_local dp_psg *active_engine;
 dp_psg *dp_psg_new(void) {
     dp_psg *psg = calloc(1, sizeof *psg);
     if (!psg) return dp_fail_null(DP_ENOMEM, "dp_psg_new: out of memory");
+    psg->loss_scale = psg->batch_loss_scale = 1.0;
     return psg;
 }
 
@@ -87,6 +90,8 @@ int32_t dp_psg_add_param(dp_psg *psg, dp_tensor *param, const char *name, int32_
     p->index = psg->n;
     p->group = group;
     p->trainable = param->requires_grad;
+    p->input_dtype = p->grad_dtype = p->norm_dtype = p->accum_dtype = -1;
+    p->sum_norm = p->noise_norm = -1;
     psg->params[psg->n++] = p;
     return p->index;
 }
@@ -108,6 +113,8 @@ int dp_psg_describe(const dp_psg *psg, int32_t index, dp_psg_param_info *out) {
         .name = p->name, .group = p->group, .trainable = p->trainable, .kind = p->kind,
         .taps = p->n_taps, .form_request = p->form_request, .form_used = p->form_used,
         .seq_len = p->seq_len, .ghost_flops = p->ghost_flops, .materialise_flops = p->materialise_flops,
+        .input_dtype = p->input_dtype, .grad_dtype = p->grad_dtype, .norm_dtype = p->norm_dtype,
+        .accum_dtype = p->accum_dtype, .sum_norm = p->sum_norm, .noise_norm = p->noise_norm,
     };
     return 0;
 }
@@ -125,6 +132,18 @@ int dp_psg_set_form(dp_psg *psg, int32_t index, int32_t form) {
     p->form_request = form;
     return 0;
 }
+
+int dp_psg_set_loss_scale(dp_psg *psg, double scale) {
+    if (!psg) return dp_fail(DP_EARG, "dp_psg_set_loss_scale: engine is NULL");
+    int e;
+    /* A power of two divides out exactly; below 2^-24 the scaled gradients would lose bits. */
+    if (!isfinite(scale) || frexp(scale, &e) != 0.5 || scale < 0x1p-24)
+        return dp_fail(DP_EARG, "dp_psg_set_loss_scale: scale must be a power of two >= 2^-24, got %g", scale);
+    psg->loss_scale = scale;
+    return 0;
+}
+
+double dp_psg_loss_scale(const dp_psg *psg) { return psg ? psg->loss_scale : 1.0; }
 
 int dp_psg_activate(dp_psg *psg) {
     active_engine = psg;
@@ -162,10 +181,11 @@ int32_t dp_psg_num_groups(const dp_psg *psg) {
 /* ---------------------------------------------------------------- hooks for the ops */
 
 /* Views and copies that keep a parameter's identity: a gradient through them is the
- * parameter's gradient. */
+ * parameter's gradient. fake_quant too: its gradient is straight-through, so a weight used in
+ * emulated fp8 is still the parameter. */
 static int passes_identity(const dp_node *n) {
     return n->n_inputs == 1 && (!strcmp(n->op, "cast") || !strcmp(n->op, "contiguous") ||
-                                !strcmp(n->op, "clone"));
+                                !strcmp(n->op, "clone") || !strcmp(n->op, "fake_quant"));
 }
 
 static dp_psg_param *find(const dp_psg *psg, const dp_tensor *t) {
@@ -207,6 +227,13 @@ static int push_tap(dp_psg_param *p, psg_tap tap) {
     p->taps[p->n_taps++] = tap;
     p->kind = tap.kind;
     return 0;
+}
+
+/* The dtypes a tap saw: the op's input (-1 when the op hands none over) and output gradient. */
+static void note_dtypes(dp_psg_param *p, const dp_tensor *input, const dp_tensor *gy) {
+    if (!p) return;
+    p->input_dtype = input ? (int32_t)input->dtype : -1;
+    p->grad_dtype = (int32_t)gy->dtype;
 }
 
 /* t (B, ..., n) as a contiguous (B, T, n) with B the micro-batch size, n = last dim (or 1 when
@@ -252,7 +279,7 @@ static int tap_bias_like(dp_psg_param *b, int32_t kind, dp_tensor *g3, dp_tensor
     return rc;
 }
 
-int dp_psg_tap_linear(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor *gy) {
+static int tap_linear(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor *gy) {
     dp_psg *psg = (w ? w : b)->owner;
     dp_tensor *g3 = as_btn(psg, "linear", "output gradient", gy, 1);
     dp_tensor *x3 = g3 && w ? as_btn(psg, "linear", "input", x, 1) : NULL;
@@ -267,7 +294,7 @@ int dp_psg_tap_linear(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor 
     return rc;
 }
 
-int dp_psg_tap_embedding(dp_psg_param *w, dp_tensor *indices, dp_tensor *gy) {
+static int tap_embedding(dp_psg_param *w, dp_tensor *indices, dp_tensor *gy) {
     dp_psg *psg = w->owner;
     dp_tensor *i2 = as_btn(psg, "embedding", "indices", indices, 0);
     dp_tensor *g3 = i2 ? as_btn(psg, "embedding", "output gradient", gy, 1) : NULL;
@@ -279,7 +306,7 @@ int dp_psg_tap_embedding(dp_psg_param *w, dp_tensor *indices, dp_tensor *gy) {
     return rc;
 }
 
-int dp_psg_tap_layer_norm(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor *mean, dp_tensor *rstd,
+static int tap_layer_norm(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor *mean, dp_tensor *rstd,
                           dp_tensor *gy) {
     dp_psg *psg = (w ? w : b)->owner;
     dp_tensor *g3 = as_btn(psg, "layer_norm", "output gradient", gy, 1);
@@ -292,9 +319,48 @@ int dp_psg_tap_layer_norm(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_ten
     return rc;
 }
 
-int dp_psg_tap_bias(dp_psg_param *b, dp_tensor *gy) {
+static int tap_bias(dp_psg_param *b, dp_tensor *gy) {
     dp_tensor *g3 = as_btn(b->owner, "bias_add", "output gradient", gy, 1);
     int rc = g3 ? tap_bias_like(b, DP_PSG_BIAS, g3, NULL, NULL, NULL) : DP_ESHAPE;
     dp_tensor_release(g3);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the hooks: dtypes and memory */
+
+/* Each hook notes the dtypes it saw and keeps its tensors under DP_MEM_PER_SAMPLE. */
+int dp_psg_tap_linear(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor *gy) {
+    int32_t prev = dp_mem_set_category(DP_MEM_PER_SAMPLE);
+    int rc = tap_linear(w, b, x, gy);
+    dp_mem_set_category(prev);
+    note_dtypes(w, x, gy);
+    note_dtypes(b, x, gy);
+    return rc;
+}
+
+int dp_psg_tap_embedding(dp_psg_param *w, dp_tensor *indices, dp_tensor *gy) {
+    int32_t prev = dp_mem_set_category(DP_MEM_PER_SAMPLE);
+    int rc = tap_embedding(w, indices, gy);
+    dp_mem_set_category(prev);
+    note_dtypes(w, indices, gy);
+    return rc;
+}
+
+int dp_psg_tap_layer_norm(dp_psg_param *w, dp_psg_param *b, dp_tensor *x, dp_tensor *mean, dp_tensor *rstd,
+                          dp_tensor *gy) {
+    int32_t prev = dp_mem_set_category(DP_MEM_PER_SAMPLE);
+    int rc = tap_layer_norm(w, b, x, mean, rstd, gy);
+    dp_mem_set_category(prev);
+    note_dtypes(w, x, gy);
+    note_dtypes(b, x, gy);
+    return rc;
+}
+
+/* bias_add hands over only the output gradient: no input dtype. */
+int dp_psg_tap_bias(dp_psg_param *b, dp_tensor *gy) {
+    int32_t prev = dp_mem_set_category(DP_MEM_PER_SAMPLE);
+    int rc = tap_bias(b, gy);
+    dp_mem_set_category(prev);
+    note_dtypes(b, NULL, gy);
     return rc;
 }

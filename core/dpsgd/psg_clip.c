@@ -6,7 +6,10 @@
  * (psg_norms.c), and a factor below 1 is shrunk by 2^-20 so that rounding C / n and rounding
  * c * g to f32 (at most 2^-24 each, relative) cannot lift a contribution above C (by 2^-48 when
  * every accumulator is f64). An example whose
- * norm is NaN or Inf gets factor 0, and its rows are zeroed exactly (0 * Inf would be NaN). */
+ * norm is NaN or Inf gets factor 0, and its rows are zeroed exactly (0 * Inf would be NaN).
+ * A loss scale L (a power of two) rides on the factors applied to the taps: c_i / L on values that
+ * carry L gives the same bits as c_i on unscaled ones. Scaled copies are per-sample memory
+ * (DP_MEM_PER_SAMPLE); accumulators and the .grad they become are DP_MEM_GRADIENTS. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,7 +219,18 @@ static int sum_direct(const dp_ops *ops, dp_psg_param *p, dp_tensor *factor) {
     return rc;
 }
 
-static dp_dtype accum_dtype(const dp_tensor *param) { return param->dtype == DP_F64 ? DP_F64 : DP_F32; }
+/* p's accumulator, created (zero, under DP_MEM_GRADIENTS) when it has none. */
+static int ensure_accum(dp_psg_param *p) {
+    if (!p->accum) {
+        int32_t prev = dp_mem_set_category(DP_MEM_GRADIENTS);
+        p->accum = dp_tensor_zeros(dp_psg_accum_dtype(p->param), p->param->device, p->param->ndim,
+                                   p->param->shape);
+        dp_mem_set_category(prev);
+        if (!p->accum) return DP_ENOMEM;
+    }
+    p->accum_dtype = (int32_t)p->accum->dtype;
+    return 0;
+}
 
 int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_stats *stats) {
     const char *fn = "dp_psg_clip_accumulate";
@@ -231,6 +245,7 @@ int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_st
     if (stats) *stats = st;
     int prev = dp_is_grad_enabled();
     dp_set_grad_enabled(0);
+    int32_t prev_cat = dp_mem_set_category(DP_MEM_PER_SAMPLE);
     int64_t B = psg->batch;
     double *keep_host = NULL;
     if (st.nonfinite) {
@@ -238,6 +253,11 @@ int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_st
         if (!keep_host) rc = dp_fail(DP_ENOMEM, "%s: out of memory", fn);
         for (int64_t i = 0; keep_host && i < B; i++) keep_host[i] = psg->factors[i] == 0.0 ? 0.0 : 1.0;
     }
+    /* The factors applied to the taps: c_i / L (exact, L a power of two). */
+    int64_t nfac = (int64_t)psg->n_factor_groups * B;
+    double *applied = malloc(sizeof(double) * (size_t)(nfac ? nfac : 1));
+    if (!applied && !rc) rc = dp_fail(DP_ENOMEM, "%s: out of memory", fn);
+    for (int64_t i = 0; applied && i < nfac; i++) applied[i] = psg->factors[i] / psg->batch_loss_scale;
     scaled_cache cache = {0};
     for (int32_t k = 0; !rc && k < psg->n; k++) {
         dp_psg_param *p = psg->params[k];
@@ -248,14 +268,13 @@ int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_st
             rc = dp_fail(DP_EUNSUPPORTED, "%s: the %s backend lacks the clipping kernels", fn, ops->name);
             break;
         }
-        if (!p->accum && !(p->accum = dp_tensor_zeros(accum_dtype(p->param), p->param->device, p->param->ndim,
-                                                      p->param->shape))) { rc = DP_ENOMEM; break; }
+        if ((rc = ensure_accum(p))) break;
         int32_t g = psg->n_factor_groups > 1 ? p->group : 0;
-        dp_tensor *factor = device_f64(p->param->device, psg->factors + g * B, B);
+        dp_tensor *factor = device_f64(p->param->device, applied + g * B, B);
         dp_tensor *keep = keep_host ? device_f64(p->param->device, keep_host, B) : NULL;
         if (!factor || (keep_host && !keep)) rc = DP_ENOMEM;
         else if (p->taps[0].kind == DP_PSG_LINEAR_WEIGHT)
-            rc = sum_linear(ops, p, factor, psg->factors + g * B, keep, &cache);
+            rc = sum_linear(ops, p, factor, applied + g * B, keep, &cache);
         else if (p->taps[0].kind == DP_PSG_EMBEDDING) rc = sum_embedding(ops, p, factor);
         else rc = sum_direct(ops, p, factor);
         dp_tensor_release(factor);
@@ -269,6 +288,8 @@ int dp_psg_clip_accumulate(dp_psg *psg, const dp_clip_config *config, dp_clip_st
     }
     scaled_cache_clear(&cache);
     free(keep_host);
+    free(applied);
+    dp_mem_set_category(prev_cat);
     dp_set_grad_enabled(prev);
     if (!rc) psg->factors_ready = 1;
     return rc;
@@ -282,6 +303,68 @@ int dp_psg_clip_factors(const dp_psg *psg, int32_t group, double *out) {
                        psg->n_factor_groups);
     memcpy(out, psg->factors + group * psg->batch, sizeof(double) * (size_t)psg->batch);
     return 0;
+}
+
+/* ---------------------------------------------------------------- the end of a logical batch */
+
+/* *out = ||t|| in f64 (any float dtype, contiguous), by the device's row_sq_norms. */
+static int norm_of(dp_tensor *t, double *out) {
+    const dp_ops *ops = dp_ops_for(t->device);
+    if (!ops) return DP_EDEVICE;
+    if (!ops->row_sq_norms)
+        return dp_fail(DP_EUNSUPPORTED, "DP engine: the %s backend has no row_sq_norms kernel", ops->name);
+    int64_t one = 1, shape2[2] = {1, dp_tensor_numel(t)};
+    dp_tensor *t2 = dp_reshape(t, 2, shape2), *sq = t2 ? dp_tensor_empty(DP_F64, t->device, 1, &one) : NULL;
+    double v = 0;
+    int rc = sq ? ops->row_sq_norms(sq, t2) : DP_ENOMEM;
+    if (!rc) rc = dp_tensor_to_f64(sq, &v);
+    *out = sqrt(v);
+    dp_tensor_release(sq);
+    dp_tensor_release(t2);
+    return rc;
+}
+
+/* An f64 copy of t (a new tensor even when t is f64). */
+static dp_tensor *f64_copy(dp_tensor *t) {
+    return t->dtype == DP_F64 ? dp_clone(t) : dp_cast(t, DP_F64);
+}
+
+/* Noise goes in chunks of this many elements, so that measuring what was added needs two f64
+ * copies of a chunk, not of a whole (embedding-sized) accumulator. Even: the generators draw two
+ * normals per block, so chunked adds draw exactly the numbers one whole add would. */
+#define NOISE_CHUNK ((int64_t)1 << 18)
+
+/* Add the noise to p's accumulator, recording the norms of the clipped sum before it and of what
+ * was added (the accumulator after minus before, in f64: it includes the rounding of the add). */
+static int add_noise(dp_psg_param *p, dp_noise *noise, double std) {
+    if (std == 0) {
+        p->noise_norm = 0;
+        return norm_of(p->accum, &p->sum_norm);
+    }
+    int32_t prev = dp_mem_set_category(DP_MEM_GRADIENTS);
+    int64_t n = dp_tensor_numel(p->accum);
+    dp_tensor *flat = dp_reshape(p->accum, 1, &n);
+    double sum_sq = 0, noise_sq = 0;
+    int rc = flat ? 0 : DP_ENOMEM;
+    for (int64_t start = 0; !rc && start < n; start += NOISE_CHUNK) {
+        int64_t len = n - start < NOISE_CHUNK ? n - start : NOISE_CHUNK;
+        dp_tensor *chunk = dp_narrow(flat, 0, start, len), *before = NULL, *after = NULL;
+        double s = 0, d = 0;
+        rc = chunk && (before = f64_copy(chunk)) ? norm_of(before, &s) : DP_ENOMEM;
+        if (!rc) rc = dp_noise_add_(noise, chunk, std);
+        if (!rc) rc = (after = f64_copy(chunk)) ? dp_axpy_(after, -1.0, before) : DP_ENOMEM;
+        if (!rc) rc = norm_of(after, &d);
+        sum_sq += s * s;
+        noise_sq += d * d;
+        dp_tensor_release(before);
+        dp_tensor_release(after);
+        dp_tensor_release(chunk);
+    }
+    dp_tensor_release(flat);
+    p->sum_norm = sqrt(sum_sq);
+    p->noise_norm = sqrt(noise_sq);
+    dp_mem_set_category(prev);
+    return rc;
 }
 
 int dp_psg_finish(dp_psg *psg, dp_noise *noise, double std, double scale) {
@@ -302,9 +385,8 @@ int dp_psg_finish(dp_psg *psg, dp_noise *noise, double std, double scale) {
             continue;
         }
         /* An empty logical batch still takes a step: noise alone. */
-        if (!p->accum && !(p->accum = dp_tensor_zeros(accum_dtype(p->param), p->param->device, p->param->ndim,
-                                                      p->param->shape))) { rc = DP_ENOMEM; break; }
-        if (std > 0) rc = dp_noise_add_(noise, p->accum, std);
+        if ((rc = ensure_accum(p))) break;
+        rc = add_noise(p, noise, std);
         if (!rc && scale != 1.0) rc = dp_scale_(p->accum, scale);
         if (!rc) rc = dp_tensor_set_grad(p->param, p->accum);
         if (rc) {

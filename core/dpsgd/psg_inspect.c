@@ -97,6 +97,9 @@ dp_tensor *dp_psg_sample_grad(const dp_psg *psg, int32_t index, int64_t sample) 
             }
         }
     }
+    /* The taps carry the loss scale (a power of two): divide it out, exactly. */
+    double unscale = 1.0 / psg->batch_loss_scale;
+    for (int64_t k = 0; ok && unscale != 1.0 && k < n; k++) out[k] *= unscale;
     dp_tensor *result = ok ? dp_tensor_from_f64(DP_F64, p->param->ndim, p->param->shape, out) : NULL;
     if (!ok && out) dp_fail(DP_ENOMEM, "%s: out of memory for '%s'", fn, p->name);
     free(out);

@@ -28,6 +28,10 @@ struct dp_psg_param {
     double *sq;         /* (batch) squared norm as computed */
     double *sq_bound;   /* (batch) upper bound on the exact squared norm of the tapped values */
     dp_tensor *accum;   /* clipped sum over the logical batch so far, f32 (f64 for f64 params) */
+    /* What dp_psg_describe reports: dtypes seen at the last tap / norms / accumulator (-1 before),
+     * norms of the clipped sum and of its noise at the last finish (-1 before). */
+    int32_t input_dtype, grad_dtype, norm_dtype, accum_dtype;
+    double sum_norm, noise_norm;
 };
 
 struct dp_psg {
@@ -38,7 +42,15 @@ struct dp_psg {
     int32_t factors_ready;  /* clip_accumulate ran */
     int32_t n_factor_groups;
     double *factors;        /* (n_factor_groups, batch) clip factors */
+    double loss_scale;      /* the factor the tapped output gradients carry (dp_psg_set_loss_scale) */
+    double batch_loss_scale;/* loss_scale when this micro-batch's norms were computed: the one its
+                             * norms, sample_grad and clipped sums divide out */
 };
+
+/* The accumulator's dtype for a parameter: f64 for f64 params, f32 otherwise. */
+static inline dp_dtype dp_psg_accum_dtype(const dp_tensor *param) {
+    return param->dtype == DP_F64 ? DP_F64 : DP_F32;
+}
 
 /* Drop a parameter's taps (and its norms when all = 1). */
 void dp_psg_clear_taps(dp_psg_param *p);

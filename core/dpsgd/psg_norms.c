@@ -10,7 +10,10 @@
  * The cheaper is chosen per parameter (or forced by dp_psg_set_form).
  * Rounding bounds (Higham, "Accuracy and stability of numerical algorithms", 3.1): an inner product
  * of length n accumulated in precision u errs by at most gamma_n = n u / (1 - n u) times the sum of
- * the absolute products; Cauchy-Schwarz turns those sums into products of row norms. */
+ * the absolute products; Cauchy-Schwarz turns those sums into products of row norms.
+ * With a loss scale L (a power of two) every tapped gradient carries L, so each squared norm and
+ * bound carries L^2 exactly; they are divided by L^2 at the end (exact too). The work buffers
+ * (Grams, per-example products) are allocated under DP_MEM_PER_SAMPLE. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +236,7 @@ static int linear_norms(const dp_ops *ops, dp_psg_param *p, gram_cache *cache) {
     int rc;
     if (T == 1) {
         p->form_used = DP_PSG_MATERIALISE;
+        p->norm_dtype = DP_F64;   /* products of row norms summed in f64 */
         double *ra = row_sq_norms(ops, a, B), *rg = ra ? row_sq_norms(ops, g, B) : NULL;
         for (int64_t i = 0; rg && i < B; i++) {
             p->sq[i] = ra[i] * rg[i];
@@ -245,6 +249,7 @@ static int linear_norms(const dp_ops *ops, dp_psg_param *p, gram_cache *cache) {
         int form = p->form_request;
         if (form == DP_PSG_AUTO) form = p->ghost_flops <= p->materialise_flops ? DP_PSG_GHOST : DP_PSG_MATERIALISE;
         p->form_used = form;
+        p->norm_dtype = (int32_t)a->dtype;   /* the Grams / the GEMM accumulate in it */
         rc = form == DP_PSG_GHOST ? ghost(ops, p, a, g, cache) : materialise(ops, p, a, g);
     }
     dp_tensor_release(a);
@@ -256,6 +261,7 @@ static int embedding_norms(const dp_ops *ops, dp_psg_param *p) {
     dp_tensor *idx = p->taps[0].a, *g = p->taps[0].g;
     int64_t B = idx->shape[0], T = idx->shape[1];
     p->seq_len = T;
+    p->norm_dtype = DP_F64;
     dp_tensor *sq = new_f64(g->device, 1, &B);
     int rc = sq ? ops->embedding_sq_norms(sq, idx, g) : DP_ENOMEM;
     double *hs = rc ? NULL : to_host(sq);
@@ -282,6 +288,7 @@ static int direct_norms(const dp_ops *ops, dp_psg_param *p) {
     dp_tensor *psg = p->taps[0].psg;
     int64_t B = psg->shape[0];
     p->seq_len = 0;
+    p->norm_dtype = DP_F64;   /* the per-sample gradient itself is f64 */
     double *sq = row_sq_norms(ops, psg, B);
     if (!sq) return DP_ENOMEM;
     for (int64_t i = 0; i < B; i++) {
@@ -304,6 +311,9 @@ int dp_psg_compute_norms(dp_psg *psg) {
     if (psg->norms_ready) return dp_fail(DP_EGRAPH, "dp_psg_compute_norms: norms of this micro-batch are already computed");
     int prev = dp_is_grad_enabled();
     dp_set_grad_enabled(0);
+    int32_t prev_cat = dp_mem_set_category(DP_MEM_PER_SAMPLE);
+    psg->batch_loss_scale = psg->loss_scale;
+    double unscale = 1.0 / (psg->loss_scale * psg->loss_scale);
     gram_cache cache = {0};
     int rc = 0;
     for (int32_t i = 0; !rc && i < psg->n; i++) {
@@ -334,9 +344,15 @@ int dp_psg_compute_norms(dp_psg *psg) {
             char ctx[160];
             snprintf(ctx, sizeof ctx, "per-sample norms of '%s'", p->name);
             dp_error_prefix(ctx);
+        } else if (unscale != 1.0) {
+            for (int64_t b = 0; b < psg->batch; b++) {
+                p->sq[b] *= unscale;
+                p->sq_bound[b] *= unscale;
+            }
         }
     }
     dp_tensor_release(cache.gram);
+    dp_mem_set_category(prev_cat);
     dp_set_grad_enabled(prev);
     if (!rc) psg->norms_ready = 1;
     return rc;

@@ -137,4 +137,6 @@ const dp_ops dp_cpu_ops = {
     .embedding_sq_norms = dp_cpu_embedding_sq_norms,
     .sgd_step = dp_cpu_sgd_step,
     .adam_step = dp_cpu_adam_step,
+    .quant_amax = dp_cpu_quant_amax,
+    .fake_quant = dp_cpu_fake_quant,
 };

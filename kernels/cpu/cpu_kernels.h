@@ -53,10 +53,14 @@ int dp_cpu_masked_fill(dp_tensor *out, const dp_tensor *x, const dp_tensor *mask
 /* optim.c */
 int dp_cpu_sgd_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *buf, double lr,
                     double momentum, double dampening, double weight_decay, int32_t nesterov,
-                    int32_t first_step);
+                    int32_t first_step, const dp_rounding *rounding);
 int dp_cpu_adam_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v,
                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                     int32_t decoupled, int64_t step);
+                     int32_t decoupled, int64_t step, const dp_rounding *rounding);
+
+/* quant.c */
+int dp_cpu_quant_amax(dp_tensor *amax, const dp_tensor *x);
+int dp_cpu_fake_quant(dp_tensor *out, const dp_tensor *x, const dp_tensor *scale, dp_dtype dtype);
 
 /* per_sample.c */
 int dp_cpu_gram(dp_tensor *out, const dp_tensor *x);

@@ -2,10 +2,12 @@
  * and dp_adam_step_ in dp.h). Arguments are already checked (core/dpsgd/optim.c): everything is
  * contiguous with param's shape, state is f32 (f64 for f64 params). The arithmetic is f32, or f64
  * for f64 params; bf16/f16 params are widened to f32 a block at a time and rounded once (RNE) on
- * the way back, so an update is never rounded twice. Blocks are split between OpenMP threads. */
+ * the way back, so an update is never rounded twice (or, on request, rounded stochastically: see
+ * store_stochastic). Blocks are split between OpenMP threads. */
 #include <math.h>
 #include "cpu_kernels.h"
 #include "ew_loop.h"
+#include "philox.h"
 
 /* Elements per block (the widening buffers live on each thread's stack), and the size below
  * which one thread does it all (a thread team costs more than the update). */
@@ -109,6 +111,70 @@ static void adam_f64(double *p, const double *g, double *m, double *v, double *w
     DP_SIMD for (int64_t i = 0; i < n; i++) p[i] = p[i] - step_size * m[i] / (d[i] * inv_bias2 + eps);
 }
 
+/* ---------------------------------------------------------------- stochastic rounding */
+
+/* Philox stream of the rounding uniforms (ctr_hi of every block; "SR"). */
+enum { SR_STREAM = 0x5352 };
+
+/* A format's field widths, for dp_cast_encode (fn: OCP e4m3, no Inf, saturating). */
+typedef struct { int man, ebits, fn; } fmt;
+
+static fmt format_of(dp_dtype dt) {
+    switch (dt) {
+    case DP_BF16: return (fmt){ 7, 8, 0 };
+    case DP_F16: return (fmt){ 10, 5, 0 };
+    case DP_FP8_E4M3: return (fmt){ 3, 4, 1 };
+    default: return (fmt){ 2, 5, 0 };   /* DP_FP8_E5M2 */
+    }
+}
+
+/* The value of a (non-negative) code of dt, exactly. */
+static double decode(dp_dtype dt, uint32_t code) {
+    switch (dt) {
+    case DP_BF16: return dp_cast_bf16_to_f32((uint16_t)code);
+    case DP_F16: return dp_cast_f16_to_f32((uint16_t)code);
+    case DP_FP8_E4M3: return dp_cast_e4m3_to_f32((uint8_t)code);
+    default: return dp_cast_e5m2_to_f32((uint8_t)code);
+    }
+}
+
+/* v rounded stochastically into dt: with lo < v < hi its neighbours, hi when u < (v - lo) /
+ * (hi - lo), so E[result] = v for u uniform. u = w * 2^-32 from one Philox word. Values that are
+ * exact, NaN or Inf, or beyond the largest finite value (whose upper neighbour would be Inf or NaN)
+ * round to nearest as before: stochastic rounding must not overflow. Returns the code. */
+static uint32_t round_stochastic(double v, dp_dtype dt, uint32_t w) {
+    fmt f = format_of(dt);
+    uint32_t code = dp_cast_encode(v, f.man, f.ebits, f.fn);
+    uint32_t sign = 1u << (f.ebits + f.man), mag = code & (sign - 1);
+    double a = fabs(v), r = decode(dt, mag);
+    if (!isfinite(v) || !isfinite(r) || r == a) return code;
+    /* Magnitudes: the neighbours of a are r and the code next to it on a's other side. */
+    uint32_t other = r < a ? mag + 1 : mag - 1;
+    double o = decode(dt, other);
+    if (!isfinite(o)) return code;
+    double alo = r < a ? r : o, ahi = r < a ? o : r;
+    uint32_t clo = r < a ? mag : other, chi = r < a ? other : mag;
+    /* Signed: for v < 0 the upper neighbour is -alo, reached with probability (ahi - a) / (ahi - alo). */
+    double p_up = v > 0 ? (a - alo) / (ahi - alo) : (ahi - a) / (ahi - alo);
+    int up = (double)w * 0x1p-32 < p_up;
+    uint32_t pick = v > 0 ? (up ? chi : clo) : (up ? clo : chi);
+    return (code & sign) | pick;
+}
+
+/* Store n f32 values (elements off .. off + n - 1 of the parameter, off a multiple of 4) into
+ * p (dtype dt) rounded stochastically: element i uses lane i % 4 of Philox block counter + i / 4
+ * of stream SR_STREAM, so the result does not depend on how blocks are split between threads. */
+static void store_stochastic(char *p, dp_dtype dt, const float *v, int64_t n, int64_t off,
+                             const dp_rounding *r) {
+    uint32_t words[4];
+    for (int64_t i = 0; i < n; i++) {
+        if (i % 4 == 0) dp_philox_block(words, r->seed, r->counter + (uint64_t)((off + i) / 4), SR_STREAM);
+        uint32_t code = round_stochastic((double)v[i], dt, words[i % 4]);
+        if (dt == DP_BF16 || dt == DP_F16) ((uint16_t *)p)[i] = (uint16_t)code;
+        else ((uint8_t *)p)[i] = (uint8_t)code;
+    }
+}
+
 /* ---------------------------------------------------------------- the block loop */
 
 /* Runs one optimizer over all elements of param: for each block, param is widened (in place when
@@ -119,6 +185,7 @@ typedef struct {
     dp_tensor *s0, *s1;          /* state: buf (SGD, may be NULL) or m, v (Adam) */
     const sgd_args *sgd;         /* exactly one of sgd / adam is set */
     const adam_args *adam;
+    const dp_rounding *rounding; /* NULL: round to nearest even */
 } update;
 
 static void block_f32(const update *u, int64_t off, int64_t n) {
@@ -133,7 +200,8 @@ static void block_f32(const update *u, int64_t off, int64_t n) {
     float *s1 = u->s1 ? (float *)u->s1->data + off : NULL;
     if (u->sgd) sgd_f32(p, g, s0, w, n, u->sgd);
     else adam_f32(p, g, s0, s1, w, d, n, u->adam);
-    if (pt != DP_F32) dp_ew_store_f32(pdata, pt, 1, pbuf, n);
+    if (pt != DP_F32 && u->rounding) store_stochastic(pdata, pt, pbuf, n, off, u->rounding);
+    else if (pt != DP_F32) dp_ew_store_f32(pdata, pt, 1, pbuf, n);
 }
 
 static void block_f64(const update *u, int64_t off, int64_t n) {
@@ -159,23 +227,26 @@ static void run(const update *u) {
     }
 }
 
+/* The rounding to apply, or NULL for round to nearest. */
+static const dp_rounding *stochastic(const dp_rounding *r) { return r && r->stochastic ? r : NULL; }
+
 int dp_cpu_sgd_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *buf, double lr,
                     double momentum, double dampening, double weight_decay, int32_t nesterov,
-                    int32_t first_step) {
+                    int32_t first_step, const dp_rounding *rounding) {
     sgd_args a = { lr, momentum, dampening, weight_decay, nesterov, first_step };
     /* With momentum 0 the buffer plays no part (PyTorch keeps none). */
-    update u = { param, grad, momentum != 0 ? buf : NULL, NULL, &a, NULL };
+    update u = { param, grad, momentum != 0 ? buf : NULL, NULL, &a, NULL, stochastic(rounding) };
     run(&u);
     return 0;
 }
 
 int dp_cpu_adam_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v,
                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                     int32_t decoupled, int64_t step) {
+                     int32_t decoupled, int64_t step, const dp_rounding *rounding) {
     double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
     adam_args a = { lr, beta1, beta2, eps, weight_decay, decoupled, lr / bias1, 1.0 / sqrt(bias2),
                     1.0 - lr * weight_decay };
-    update u = { param, grad, m, v, NULL, &a };
+    update u = { param, grad, m, v, NULL, &a, stochastic(rounding) };
     run(&u);
     return 0;
 }

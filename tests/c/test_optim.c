@@ -104,9 +104,9 @@ static int call_step(const config *c, dp_tensor *p, const dp_tensor *g, dp_tenso
                      int t) {
     if (c->adam)
         return dp_adam_step_(p, g, s0, s1, c->lr, c->beta1, c->beta2, c->eps, c->weight_decay,
-                             c->decoupled, t);
+                             c->decoupled, t, NULL);
     return dp_sgd_step_(p, g, c->momentum != 0 ? s0 : NULL, c->lr, c->momentum, c->dampening,
-                        c->weight_decay, c->nesterov, t == 1);
+                        c->weight_decay, c->nesterov, t == 1, NULL);
 }
 
 /* Largest |a - b| / (1 + |b|) over n values. */
@@ -255,7 +255,7 @@ static void test_edges(void) {
     dp_tensor *p = random_vec(DP_F32, 8, 1), *g = random_vec(DP_F32, 8, 2);
     dp_tensor *buf = dp_tensor_full(DP_F32, DP_CPU, 1, (int64_t[]){8}, 7.0);
     double *pv = values_of(p), *gv = values_of(g);
-    CHECK_OK(dp_sgd_step_(p, g, buf, 0.5, 0, 0, 0, 0, 1));
+    CHECK_OK(dp_sgd_step_(p, g, buf, 0.5, 0, 0, 0, 0, 1, NULL));
     double *after = values_of(p), *bv = values_of(buf);
     int ok = 1;
     for (int i = 0; i < 8; i++) ok &= bv[i] == 7.0 && fabs(after[i] - (pv[i] - 0.5 * gv[i])) < 1e-6;
@@ -264,26 +264,26 @@ static void test_edges(void) {
 
     /* wd 0 adds nothing, even to an infinite param (0 * inf would be NaN) */
     dp_tensor *inf = dp_tensor_full(DP_F32, DP_CPU, 1, (int64_t[]){8}, INFINITY);
-    CHECK_OK(dp_sgd_step_(inf, g, NULL, 0.1, 0, 0, 0, 0, 1));
+    CHECK_OK(dp_sgd_step_(inf, g, NULL, 0.1, 0, 0, 0, 0, 1, NULL));
     CHECK(isinf(((float *)inf->data)[0]), "inf param stays inf with wd 0");
 
     /* empty tensors, lr 0 (a no-op update), a 0-d param */
     dp_tensor *e = dp_tensor_zeros(DP_F32, DP_CPU, 1, (int64_t[]){0});
     dp_tensor *em = dp_tensor_zeros(DP_F32, DP_CPU, 1, (int64_t[]){0});
     dp_tensor *ev = dp_tensor_zeros(DP_F32, DP_CPU, 1, (int64_t[]){0});
-    CHECK_OK(dp_adam_step_(e, e, em, ev, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1));
+    CHECK_OK(dp_adam_step_(e, e, em, ev, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1, NULL));
     dp_tensor *s = dp_tensor_scalar(DP_F64, DP_CPU, 2.0), *sg = dp_tensor_scalar(DP_F64, DP_CPU, 4.0);
-    CHECK_OK(dp_sgd_step_(s, sg, NULL, 0.25, 0, 0, 0, 0, 1));
+    CHECK_OK(dp_sgd_step_(s, sg, NULL, 0.25, 0, 0, 0, 0, 1, NULL));
     CHECK(((double *)s->data)[0] == 1.0, "0-d param: 2 - 0.25 * 4 = %g", ((double *)s->data)[0]);
-    CHECK_OK(dp_sgd_step_(s, sg, NULL, 0, 0, 0, 0, 0, 1));
+    CHECK_OK(dp_sgd_step_(s, sg, NULL, 0, 0, 0, 0, 0, 1, NULL));
     CHECK(((double *)s->data)[0] == 1.0, "lr 0 leaves param alone");
     dp_tensor *sm = dp_tensor_scalar(DP_F64, DP_CPU, 0), *sv = dp_tensor_scalar(DP_F64, DP_CPU, 0);
     /* Adam's first step is lr * sign(g) (up to eps) */
-    CHECK_OK(dp_adam_step_(s, sg, sm, sv, 0.1, 0.9, 0.999, 1e-12, 0, 0, 1));
+    CHECK_OK(dp_adam_step_(s, sg, sm, sv, 0.1, 0.9, 0.999, 1e-12, 0, 0, 1, NULL));
     CHECK_CLOSE(((double *)s->data)[0], 0.9, 1e-10);
     dp_tensor *f16 = random_vec(DP_F16, 8, 9);
     double *f16v = values_of(f16);
-    CHECK_OK(dp_sgd_step_(f16, g, NULL, 0.5, 0, 0, 0, 0, 1));
+    CHECK_OK(dp_sgd_step_(f16, g, NULL, 0.5, 0, 0, 0, 0, 1, NULL));
     double *f16a = values_of(f16);
     ok = 1;
     for (int i = 0; i < 8; i++) {
@@ -319,42 +319,42 @@ static void test_bad_arguments(void) {
     dp_tensor *g2d = dp_test_random(DP_F32, 2, (int64_t[]){3, 2}, 6);
     double *before = values_of(p);
 
-    EXPECT_FAIL(dp_sgd_step_(NULL, g, b, 0.1, 0.9, 0, 0, 0, 1), DP_EARG, "dp_sgd_step_: param must not be NULL");
-    EXPECT_FAIL(dp_sgd_step_(i32, g, b, 0.1, 0.9, 0, 0, 0, 1), DP_EDTYPE, "dp_sgd_step_: param must be a float tensor, got [6] i32");
-    EXPECT_FAIL(dp_sgd_step_(mt, g2d, NULL, 0.1, 0, 0, 0, 0, 1), DP_EARG, "param [3,2] f32 cpu must be contiguous");
-    EXPECT_FAIL(dp_sgd_step_(p, NULL, b, 0.1, 0.9, 0, 0, 0, 1), DP_EARG, "dp_sgd_step_: grad must not be NULL");
-    EXPECT_FAIL(dp_sgd_step_(p, gbf, b, 0.1, 0.9, 0, 0, 0, 1), DP_EDTYPE, "dp_sgd_step_: grad must be f32 or f64, got [6] bf16");
-    EXPECT_FAIL(dp_sgd_step_(p, g5, b, 0.1, 0.9, 0, 0, 0, 1), DP_ESHAPE, "dp_sgd_step_: grad must have param's shape, got [5]");
-    EXPECT_FAIL(dp_sgd_step_(g2d, mt, NULL, 0.1, 0, 0, 0, 0, 1), DP_EARG, "grad [3,2] f32 cpu must be contiguous");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b64, 0.1, 0.9, 0, 0, 0, 1), DP_EDTYPE, "momentum_buf must be f32 (the state dtype of non-f64 params)");
-    EXPECT_FAIL(dp_sgd_step_(p64, g, b, 0.1, 0.9, 0, 0, 0, 1), DP_EDTYPE, "momentum_buf must be f64");
-    EXPECT_FAIL(dp_sgd_step_(p, g, p, 0.1, 0.9, 0, 0, 0, 1), DP_EARG, "momentum_buf shares memory with param");
-    EXPECT_FAIL(dp_sgd_step_(p, g, NULL, 0.1, 0.9, 0, 0, 0, 1), DP_EARG, "momentum_buf may be NULL only when momentum is 0");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, -0.1, 0.9, 0, 0, 0, 1), DP_EARG, "dp_sgd_step_: lr must be finite and >= 0, got -0.1");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, NAN, 0.9, 0, 0, 0, 1), DP_EARG, "lr must be finite and >= 0, got nan");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, INFINITY, 0.9, 0, 0, 0, 1), DP_EARG, "lr must be finite");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 1.0, 0, 0, 0, 1), DP_EARG, "momentum must be in [0, 1), got 1");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, -0.5, 0, 0, 0, 1), DP_EARG, "momentum must be in [0, 1)");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 1.5, 0, 0, 1), DP_EARG, "dampening must be in [0, 1], got 1.5");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 0, -1e-3, 0, 1), DP_EARG, "weight_decay must be finite and >= 0, got -0.001");
-    EXPECT_FAIL(dp_sgd_step_(p, g, NULL, 0.1, 0, 0, 0, 1, 1), DP_EARG, "nesterov needs momentum > 0 and dampening 0, got momentum 0");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 0.5, 0, 1, 1), DP_EARG, "nesterov needs momentum > 0 and dampening 0, got momentum 0.9, dampening 0.5");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 0, 0, 2, 1), DP_EARG, "nesterov must be 0 or 1, got 2");
-    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 0, 0, 0, -1), DP_EARG, "first_step must be 0 or 1, got -1");
+    EXPECT_FAIL(dp_sgd_step_(NULL, g, b, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_EARG, "dp_sgd_step_: param must not be NULL");
+    EXPECT_FAIL(dp_sgd_step_(i32, g, b, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_EDTYPE, "dp_sgd_step_: param must be a float tensor, got [6] i32");
+    EXPECT_FAIL(dp_sgd_step_(mt, g2d, NULL, 0.1, 0, 0, 0, 0, 1, NULL), DP_EARG, "param [3,2] f32 cpu must be contiguous");
+    EXPECT_FAIL(dp_sgd_step_(p, NULL, b, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_EARG, "dp_sgd_step_: grad must not be NULL");
+    EXPECT_FAIL(dp_sgd_step_(p, gbf, b, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_EDTYPE, "dp_sgd_step_: grad must be f32 or f64, got [6] bf16");
+    EXPECT_FAIL(dp_sgd_step_(p, g5, b, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_ESHAPE, "dp_sgd_step_: grad must have param's shape, got [5]");
+    EXPECT_FAIL(dp_sgd_step_(g2d, mt, NULL, 0.1, 0, 0, 0, 0, 1, NULL), DP_EARG, "grad [3,2] f32 cpu must be contiguous");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b64, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_EDTYPE, "momentum_buf must be f32 (the state dtype of non-f64 params)");
+    EXPECT_FAIL(dp_sgd_step_(p64, g, b, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_EDTYPE, "momentum_buf must be f64");
+    EXPECT_FAIL(dp_sgd_step_(p, g, p, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_EARG, "momentum_buf shares memory with param");
+    EXPECT_FAIL(dp_sgd_step_(p, g, NULL, 0.1, 0.9, 0, 0, 0, 1, NULL), DP_EARG, "momentum_buf may be NULL only when momentum is 0");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, -0.1, 0.9, 0, 0, 0, 1, NULL), DP_EARG, "dp_sgd_step_: lr must be finite and >= 0, got -0.1");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, NAN, 0.9, 0, 0, 0, 1, NULL), DP_EARG, "lr must be finite and >= 0, got nan");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, INFINITY, 0.9, 0, 0, 0, 1, NULL), DP_EARG, "lr must be finite");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 1.0, 0, 0, 0, 1, NULL), DP_EARG, "momentum must be in [0, 1), got 1");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, -0.5, 0, 0, 0, 1, NULL), DP_EARG, "momentum must be in [0, 1)");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 1.5, 0, 0, 1, NULL), DP_EARG, "dampening must be in [0, 1], got 1.5");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 0, -1e-3, 0, 1, NULL), DP_EARG, "weight_decay must be finite and >= 0, got -0.001");
+    EXPECT_FAIL(dp_sgd_step_(p, g, NULL, 0.1, 0, 0, 0, 1, 1, NULL), DP_EARG, "nesterov needs momentum > 0 and dampening 0, got momentum 0");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 0.5, 0, 1, 1, NULL), DP_EARG, "nesterov needs momentum > 0 and dampening 0, got momentum 0.9, dampening 0.5");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 0, 0, 2, 1, NULL), DP_EARG, "nesterov must be 0 or 1, got 2");
+    EXPECT_FAIL(dp_sgd_step_(p, g, b, 0.1, 0.9, 0, 0, 0, -1, NULL), DP_EARG, "first_step must be 0 or 1, got -1");
 
-    EXPECT_FAIL(dp_adam_step_(p, g, NULL, v, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1), DP_EARG, "dp_adam_step_: m must not be NULL");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, b64, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1), DP_EDTYPE, "dp_adam_step_: v must be f32");
-    EXPECT_FAIL(dp_adam_step_(p64, g, b64, m, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1), DP_EDTYPE, "v must be f64");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, g5, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1), DP_ESHAPE, "v must have param's shape, got [5]");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, m, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1), DP_EARG, "m shares memory with v");
-    EXPECT_FAIL(dp_adam_step_(p, g, g, v, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1), DP_EARG, "m shares memory with grad");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, v, -1, 0.9, 0.999, 1e-8, 0, 0, 1), DP_EARG, "dp_adam_step_: lr must be finite and >= 0");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 1.0, 0.999, 1e-8, 0, 0, 1), DP_EARG, "beta1 must be in [0, 1), got 1");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, -0.1, 1e-8, 0, 0, 1), DP_EARG, "beta2 must be in [0, 1), got -0.1");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, 0.999, 0, 0, 0, 1), DP_EARG, "eps must be finite and > 0, got 0");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, NAN, 0, 1), DP_EARG, "weight_decay must be finite and >= 0, got nan");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 0, 3, 1), DP_EARG, "decoupled must be 0 or 1, got 3");
-    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 0, 0, 0), DP_EARG, "step must be >= 1 (it counts from 1), got 0");
+    EXPECT_FAIL(dp_adam_step_(p, g, NULL, v, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1, NULL), DP_EARG, "dp_adam_step_: m must not be NULL");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, b64, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1, NULL), DP_EDTYPE, "dp_adam_step_: v must be f32");
+    EXPECT_FAIL(dp_adam_step_(p64, g, b64, m, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1, NULL), DP_EDTYPE, "v must be f64");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, g5, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1, NULL), DP_ESHAPE, "v must have param's shape, got [5]");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, m, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1, NULL), DP_EARG, "m shares memory with v");
+    EXPECT_FAIL(dp_adam_step_(p, g, g, v, 0.1, 0.9, 0.999, 1e-8, 0, 0, 1, NULL), DP_EARG, "m shares memory with grad");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, v, -1, 0.9, 0.999, 1e-8, 0, 0, 1, NULL), DP_EARG, "dp_adam_step_: lr must be finite and >= 0");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 1.0, 0.999, 1e-8, 0, 0, 1, NULL), DP_EARG, "beta1 must be in [0, 1), got 1");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, -0.1, 1e-8, 0, 0, 1, NULL), DP_EARG, "beta2 must be in [0, 1), got -0.1");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, 0.999, 0, 0, 0, 1, NULL), DP_EARG, "eps must be finite and > 0, got 0");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, NAN, 0, 1, NULL), DP_EARG, "weight_decay must be finite and >= 0, got nan");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 0, 3, 1, NULL), DP_EARG, "decoupled must be 0 or 1, got 3");
+    EXPECT_FAIL(dp_adam_step_(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 0, 0, 0, NULL), DP_EARG, "step must be >= 1 (it counts from 1), got 0");
 
     double *after = values_of(p);
     CHECK(memcmp(before, after, sizeof(double) * (size_t)n) == 0, "failed calls changed param");

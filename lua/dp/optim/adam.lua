@@ -36,7 +36,7 @@ local function check_state(fn, name, s)
 end
 
 local function updater(decoupled)
-  return function(self, entry, state, p, g)
+  return function(self, entry, state, p, g, rounding)
     local h = self.hyper
     if state.m == nil then
       state.m = optimizer.zeros_like_state(entry.tensor)
@@ -45,7 +45,7 @@ local function updater(decoupled)
     end
     state.step = state.step + 1
     local rc = C.dp_adam_step_(p, g, state.m.ptr, state.v.ptr, h.lr, h.betas[1], h.betas[2], h.eps,
-                               h.weight_decay, decoupled, state.step)
+                               h.weight_decay, decoupled, state.step, rounding)
     if rc ~= 0 then state.step = state.step - 1 end
     return rc
   end

@@ -2,10 +2,14 @@
 -- created fp32 state (f64 for f64 params) on each param's device, step/zero_grad/set_lr, and
 -- state_dict/load_state_dict. A concrete optimizer (dp.optim.sgd, dp.optim.adam) supplies a spec:
 -- its hyper-parameter checks, the names of its state tensors and the C call of one update.
+-- Rounding of bf16/f16/fp8 parameters (opts.rounding = "nearest" | "stochastic", opts.rounding_seed,
+-- opt:set_rounding) is shared too: one Philox seed and counter per optimizer (dp_rounding in dp.h),
+-- advanced by each stochastically rounded update in parameter order, saved in state_dict.
 local ffi = require "ffi"
 local native = require "dp.ffi"
 local args = require "dp.tensor_args"
 local dtype = require "dp.dtype"
+local rounding = require "dp.optim.rounding"
 
 local C, wrap, raise = native.C, native.wrap, native.raise
 
@@ -116,9 +120,13 @@ end
 -- The state dtype for a param: f64 for f64 params, f32 for every other float.
 local function state_dtype(p) return p.dtype == C.DP_F64 and C.DP_F64 or C.DP_F32 end
 
+-- Zero state for t, counted in the "optimizer" memory category.
 function M.zeros_like_state(t)
   local p = t.ptr
-  return wrap(C.dp_tensor_zeros(state_dtype(p), p.device, p.ndim, p.shape))
+  local prev = C.dp_mem_set_category(C.DP_MEM_OPTIMIZER)
+  local out = C.dp_tensor_zeros(state_dtype(p), p.device, p.ndim, p.shape)
+  C.dp_mem_set_category(prev)
+  return wrap(out)
 end
 
 local function same_shape(a, b)
@@ -135,12 +143,18 @@ local Optimizer = {}
 Optimizer.__index = Optimizer
 
 -- spec: { kind, fn (for messages), state_keys = {...}, validate(fn, hyper) -> hyper,
---         update(self, entry, state, param_ptr, grad_ptr) -> rc }
+--         update(self, entry, state, param_ptr, grad_ptr, rounding_ptr_or_nil) -> rc }
 function M.new(spec, params, hyper)
   local self = setmetatable({ spec = spec, entries = M.collect(spec.fn, params), steps = 0 }, Optimizer)
-  self.hyper = spec.validate(spec.fn, hyper)
+  local rest, default_mode, seed = rounding.split(spec.fn, hyper)
+  self.hyper = spec.validate(spec.fn, rest)
   self.state = {}
-  for _, e in ipairs(self.entries) do self.state[e.name] = {} end
+  self.modes = {}   -- name -> "nearest" | "stochastic"
+  for _, e in ipairs(self.entries) do
+    self.state[e.name] = {}
+    self.modes[e.name] = default_mode
+  end
+  self.rounding = ffi.new("dp_rounding", { 1, seed, 0 })
   return self
 end
 
@@ -160,9 +174,9 @@ function Optimizer:step()
                "before step; set requires_grad(false) to freeze it)"):format(fn, e.name, args.desc(p)))
       end
     else
-      if not same_shape(p, g) or (g.dtype ~= C.DP_F32 and g.dtype ~= C.DP_F64) or g.device ~= p.device
+      if not same_shape(p, g) or C.dp_dtype_is_float(g.dtype) == 0 or g.device ~= p.device
          or C.dp_tensor_is_contiguous(g) == 0 then
-        raise(("%s: parameter '%s' %s has gradient %s; expected a contiguous f32 or f64 tensor of " ..
+        raise(("%s: parameter '%s' %s has gradient %s; expected a contiguous float tensor of " ..
                "its shape on its device"):format(fn, e.name, args.desc(p), args.desc(g)))
       end
       todo[#todo + 1] = e
@@ -171,7 +185,17 @@ function Optimizer:step()
   self.steps = self.steps + 1
   for _, e in ipairs(todo) do
     local p = e.tensor.ptr
-    local rc = self.spec.update(self, e, self.state[e.name], p, p.grad)
+    local r = self.modes[e.name] == "stochastic" and self.rounding or nil
+    -- A bf16/f16/fp8 gradient (plain autograd on pure low-precision weights) is widened once:
+    -- the update arithmetic is f32 either way.
+    local g, wide = p.grad, nil
+    if g.dtype ~= C.DP_F32 and g.dtype ~= C.DP_F64 then
+      wide = C.dp_cast(g, C.DP_F32)
+      if wide == nil then raise(("%s: parameter '%s': %s"):format(fn, e.name, ffi.string(C.dp_last_error()))) end
+      g = wide
+    end
+    local rc = self.spec.update(self, e, self.state[e.name], p, g, r)
+    if wide ~= nil then C.dp_tensor_release(wide) end
     if rc ~= 0 then
       raise(("%s: parameter '%s': %s"):format(fn, e.name, ffi.string(C.dp_last_error())))
     end
@@ -207,6 +231,28 @@ function Optimizer:set_lr(lr)
   return self
 end
 
+-- The entry of a parameter given as its tensor or its name.
+local function entry_of(self, fn, param)
+  for _, e in ipairs(self.entries) do
+    if e.name == param or (args.is_tensor(param) and param.ptr ~= nil and e.tensor.ptr == param.ptr) then
+      return e
+    end
+  end
+  raise(("%s: %s is not one of this optimizer's parameters"):format(fn, args.describe(param)), 3)
+end
+
+-- How param's updates are rounded into its dtype (bf16/f16/fp8; f32 and f64 ignore it).
+function Optimizer:set_rounding(param, how)
+  local fn = self.spec.fn .. ":set_rounding"
+  local e = entry_of(self, fn, param)
+  self.modes[e.name] = rounding.mode(fn, how)
+  return self
+end
+
+function Optimizer:rounding_of(param)
+  return self.modes[entry_of(self, self.spec.fn .. ":rounding_of", param).name]
+end
+
 -- Steps taken (calls of step()).
 function Optimizer:step_count() return self.steps end
 
@@ -227,8 +273,10 @@ function Optimizer:state_dict()
     end
     state[e.name] = s
   end
-  return { kind = self.spec.kind, step = self.steps, hyper = copy_table(self.hyper), state = state }
+  return { kind = self.spec.kind, step = self.steps, hyper = copy_table(self.hyper), state = state,
+           rounding = rounding.dump(self.rounding, self.modes) }
 end
+
 
 -- Restore a state_dict: kind, parameter names and state shapes must match; tensors are copied
 -- onto each parameter's device in its state dtype. Nothing changes unless all of it is valid.
@@ -283,7 +331,9 @@ function Optimizer:load_state_dict(t)
     if self.spec.check_state then self.spec.check_state(fn, e.name, s, hyper) end
     new_state[e.name] = s
   end
+  local r = rounding.load(fn, t.rounding, self.modes)
   self.hyper, self.steps, self.state = hyper, steps, new_state
+  if r then self.rounding.seed, self.rounding.counter, self.modes = r.seed, r.counter, r.modes end
   return self
 end
 

@@ -25,7 +25,7 @@ local function validate(fn, h)
 end
 
 -- The momentum buffer is created at a parameter's first update, which then sets buf = g.
-local function update(self, entry, state, p, g)
+local function update(self, entry, state, p, g, rounding)
   local h = self.hyper
   local buf, first = nil, 0
   if h.momentum ~= 0 then
@@ -36,7 +36,7 @@ local function update(self, entry, state, p, g)
     buf = state.momentum_buf.ptr
   end
   return C.dp_sgd_step_(p, g, buf, h.lr, h.momentum, h.dampening, h.weight_decay,
-                        h.nesterov and 1 or 0, first)
+                        h.nesterov and 1 or 0, first, rounding)
 end
 
 local spec = {
@@ -49,7 +49,8 @@ local spec = {
 
 local M = {}
 
--- dp.optim.sgd(params, { lr, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false })
+-- dp.optim.sgd(params, { lr, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false,
+--                        rounding = "nearest" | "stochastic", rounding_seed = 0 })
 function M.new(params, opts)
   if opts == nil then native.raise(FN .. ": options with lr are required, e.g. { lr = 0.1 }") end
   return optimizer.new(spec, params, opts)

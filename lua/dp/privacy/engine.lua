@@ -5,6 +5,7 @@
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local args = require "dp.tensor_args"
+local dtype = require "dp.dtype"
 
 local C, check, raise, wrap = dpffi.C, dpffi.check, dpffi.raise, dpffi.wrap
 
@@ -53,7 +54,14 @@ function Engine:set_form(which, form)
   check(C.dp_psg_set_form(self.ptr, which == nil and -1 or self:index_of(which, "Engine:set_form"), f))
 end
 
--- Per parameter: name, kind, trainable, group, uses, the norm form chosen and its cost estimates.
+-- A dtype enum from describe as its name, nil for -1 (not seen yet).
+local function dtype_name(v) return v >= 0 and dtype.name(v) or nil end
+-- A norm from describe, nil for -1 (no finish yet).
+local function norm_or_nil(v) return v >= 0 and v or nil end
+
+-- Per parameter: name, kind, trainable, group, uses, the norm form chosen and its cost estimates;
+-- the dtypes of its last tap's input and output gradient, of its last norms and of its
+-- accumulator; the norms of its clipped sum and of the noise added to it at the last finish.
 function Engine:describe()
   local out, info = {}, ffi.new("dp_psg_param_info")
   for i = 1, #self.names do
@@ -61,7 +69,10 @@ function Engine:describe()
     out[i] = { name = self.names[i], kind = kind_names[info.kind], trainable = info.trainable ~= 0,
                group = info.group, taps = info.taps, form = form_names[info.form_used],
                form_request = form_names[info.form_request], seq_len = tonumber(info.seq_len),
-               ghost_flops = info.ghost_flops, materialise_flops = info.materialise_flops }
+               ghost_flops = info.ghost_flops, materialise_flops = info.materialise_flops,
+               input_dtype = dtype_name(info.input_dtype), grad_dtype = dtype_name(info.grad_dtype),
+               norm_dtype = dtype_name(info.norm_dtype), accum_dtype = dtype_name(info.accum_dtype),
+               sum_norm = norm_or_nil(info.sum_norm), noise_norm = norm_or_nil(info.noise_norm) }
     if info.form_used == 0 then out[i].form = info.kind == 0 and "none" or "direct" end
   end
   return out
@@ -140,5 +151,17 @@ function Engine:finish(noise, std, scale)
 end
 
 function Engine:reset() check(C.dp_psg_reset(self.ptr)) end
+
+-- Dynamic loss scaling: the output gradients of the coming backward carry s (the loss was
+-- multiplied by it), a power of two >= 2^-24; norms, factors and clipped sums divide it out.
+function Engine:set_loss_scale(s)
+  if type(s) ~= "number" then
+    raise(("Engine:set_loss_scale: scale must be a number (a power of two), got %s"):format(type(s)))
+  end
+  check(C.dp_psg_set_loss_scale(self.ptr, s))
+  return self
+end
+
+function Engine:loss_scale() return C.dp_psg_loss_scale(self.ptr) end
 
 return M

@@ -107,10 +107,20 @@ describe("dp.optim.sgd", function()
       local opt = dp.optim.sgd({ w }, { lr = 0.5 })
       w.grad = dp.ones(1, 4)
       assert.error_matches(function() opt:step() end,
-        "parameter '1' [2,2] f32 cpu has gradient [1,4] f32 cpu; expected a contiguous f32 or f64 tensor", nil, true)
-      w.grad = dp.ones(2, 2, "bf16")
-      assert.error_matches(function() opt:step() end, "has gradient [2,2] bf16 cpu", nil, true)
+        "parameter '1' [2,2] f32 cpu has gradient [1,4] f32 cpu; expected a contiguous float tensor", nil, true)
+      w.grad = dp.ones(2, 2, "i32")
+      assert.error_matches(function() opt:step() end, "has gradient [2,2] i32 cpu", nil, true)
       tu.assert_close(w, { 1, 1, 1, 1 }, 0)
+    end)
+
+    it("widens a bf16 gradient (plain autograd on bf16 weights) to f32 for the update", function()
+      local w = dp.tensor({ 1, 2, 3 }, { dtype = "bf16", requires_grad = true })
+      local opt = dp.optim.sgd({ w }, { lr = 0.5 })
+      w.grad = dp.tensor({ 0.25, -1, 3 }, { dtype = "bf16" })
+      opt:step()
+      -- 1 - 0.125, 2 + 0.5, 3 - 1.5: exact in bf16
+      tu.assert_close(w, { 0.875, 2.5, 1.5 }, 0)
+      assert.are.equal("bf16", w:dtype())
     end)
 
     it("updates bf16 parameters with f32 arithmetic rounded once", function()

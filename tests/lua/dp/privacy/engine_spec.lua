@@ -280,4 +280,76 @@ describe("dp.privacy.engine", function()
         "micro%-batch of 5 examples as dim 0", nil)
     end)
   end)
+
+  describe("precision", function()
+    -- One micro-batch of the tiny model in dtype, backward seeded with `seed` (the loss scale).
+    local function scaled_run(dt, seed, setup)
+      local m = tiny.new(dt)
+      local b = m:batch(6, 11)
+      local eng = engine.new(m:named_parameters())
+      if setup then setup(eng) end
+      eng:begin(b.n)
+      eng:active(function() m:loss(b):backward(dp.full({ b.n }, seed, { dtype = dt })) end)
+      eng:compute_norms()
+      return eng, m
+    end
+
+    it("divides a power-of-two loss scale out exactly", function()
+      local ref = scaled_run("f32", 1)
+      local got = scaled_run("f32", 2 ^ 12, function(e) e:set_loss_scale(2 ^ 12) end)
+      assert.equal(2 ^ 12, got:loss_scale())
+      assert.same(ref:sample_norms(), got:sample_norms())
+      assert.same(ref:sample_norms(nil, true), got:sample_norms(nil, true))
+      local norms = ref:sample_norms()
+      table.sort(norms)
+      local C = (norms[2] + norms[5]) / 2
+      local st1, st2 = ref:clip{ mode = "flat", max_norm = C }, got:clip{ mode = "flat", max_norm = C }
+      assert.same(st1, st2)
+      assert.same(ref:clip_factors(), got:clip_factors())
+      for _, name in ipairs(names) do assert.same(flat(ref:accumulator(name)), flat(got:accumulator(name))) end
+      assert.error_matches(function() got:set_loss_scale(3) end,
+        "dp_psg_set_loss_scale: scale must be a power of two >= 2^-24, got 3", nil, true)
+      assert.equal(2 ^ 12, got:loss_scale())
+    end)
+
+    it("describes the dtypes each parameter's taps, norms and sums used", function()
+      local eng = engine.new(tiny.new("bf16"):named_parameters())
+      for _, d in ipairs(eng:describe()) do
+        assert.is_nil(d.input_dtype); assert.is_nil(d.grad_dtype); assert.is_nil(d.norm_dtype)
+        assert.is_nil(d.accum_dtype); assert.is_nil(d.sum_norm); assert.is_nil(d.noise_norm)
+      end
+      eng = scaled_run("bf16", 1)
+      local seen = {}
+      for _, d in ipairs(eng:describe()) do seen[d.name] = d end
+      local seq, bias, emb, ln = seen["seq.weight"], seen["extra.bias"], seen["emb.weight"], seen["ln.weight"]
+      assert.same({ "bf16", "bf16", "f32" }, { seq.input_dtype, seq.grad_dtype, seq.norm_dtype })
+      assert.same({ "i64", "bf16", "f64" }, { emb.input_dtype, emb.grad_dtype, emb.norm_dtype })
+      assert.same({ "bf16", "f64" }, { ln.input_dtype, ln.norm_dtype })
+      assert.is_nil(bias.input_dtype)   -- bias_add hands the engine no input
+      assert.equal("bf16", bias.grad_dtype)
+      assert.is_nil(seq.accum_dtype)
+      eng:clip{ mode = "flat", max_norm = 1 }
+      assert.equal("f32", eng:describe()[5].accum_dtype)
+    end)
+
+    it("reports the norms of the clipped sums and of the noise added at finish", function()
+      local eng, m = scaled_run("f32", 1)
+      eng:clip{ mode = "flat", max_norm = 0.5 }
+      local acc = {}
+      for _, name in ipairs(names) do acc[name] = flat(eng:accumulator(name)) end
+      local noise = require("dp.privacy.noise").new{ seed = 5 }
+      eng:finish(noise, 0.3, 0.5)   -- .grad / 0.5 is exact
+      for _, d in ipairs(eng:describe()) do
+        if d.trainable then
+          local g, sn, nn = flat(m.by_name[d.name].grad), 0, 0
+          for k, v in ipairs(acc[d.name]) do
+            sn = sn + v * v
+            nn = nn + (g[k] / 0.5 - v) ^ 2
+          end
+          close(d.sum_norm, math.sqrt(sn), 1e-12, d.name .. " sum_norm")
+          close(d.noise_norm, math.sqrt(nn), 1e-12, d.name .. " noise_norm")
+        end
+      end
+    end)
+  end)
 end)

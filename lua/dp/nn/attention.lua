@@ -12,6 +12,8 @@ local M = {}
 
 -- Added to the attention scores of padded keys: large enough that softmax gives them 0 weight
 -- (exp underflows), finite so that a row of all padding does not turn into NaN.
+-- Under an f16 precision rule the boundary cast turns it into -inf: padded keys still get 0 weight,
+-- but a row of only padding would give NaN (BERT's [CLS] is never padding).
 M.MASK_NEGATIVE = -1e9
 
 -- attention_mask (B, T) of 1 (token) / 0 (padding) -> (B, 1, 1, T) additive bias in dtype,

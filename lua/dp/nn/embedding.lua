@@ -20,7 +20,7 @@ function Embedding:init(num, dim, opts)
 end
 
 function Embedding:forward(ids)
-  return dp.embedding(self.weight, ids)
+  return dp.embedding(self:param("weight"), ids)
 end
 
 return Embedding

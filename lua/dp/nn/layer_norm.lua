@@ -22,7 +22,7 @@ function LayerNorm:init(dim, opts)
 end
 
 function LayerNorm:forward(x)
-  return dp.layer_norm(x, self.weight, self.bias, self.eps)
+  return dp.layer_norm(x, self:param("weight"), self:param("bias"), self.eps)
 end
 
 return LayerNorm

@@ -25,8 +25,15 @@ function Linear:init(n_in, n_out, opts)
   if opts.bias ~= false then self:add_parameter("bias", dp.zeros({ n_out }, { dtype = dt })) end
 end
 
+-- Under an fp8 rule the weight copy holds e4m3 values (dp.precision.fp8).
+Linear.fp8_weights = { weight = true }
+
 function Linear:forward(x)
-  return dp.linear(x, self.weight, self.bias)
+  local st = self._precision
+  if st and st.fp8 then
+    return require("dp.precision.fp8").linear(st.fp8, x, self:param("weight"), self:param("bias"))
+  end
+  return dp.linear(x, self:param("weight"), self:param("bias"))
 end
 
 return Linear

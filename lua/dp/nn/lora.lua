@@ -10,10 +10,11 @@ local Linear = require "dp.nn.linear"
 
 local M = {}
 
+-- The adapters are called as modules, so each computes in its own rule's precision.
 local function lora_forward(self, x)
   local h = self.lora_dropout and self.lora_dropout(x) or x
-  local delta = dp.linear(dp.linear(h, self.lora_A.weight), self.lora_B.weight)
-  return dp.linear(x, self.weight, self.bias) + delta * self.lora_scale
+  local delta = self.lora_B(self.lora_A(h))
+  return Linear.forward(self, x) + delta * self.lora_scale
 end
 
 -- A module name matches a target when its last component equals it ("query" matches
@@ -60,6 +61,9 @@ function M.apply(model, opts)
     raise(("lora.apply: no Linear layer named %s"):format(table.concat(targets, " or ")))
   end
   if opts.train ~= false then model:unfreeze(opts.train or { "^classifier%." }) end
+  -- New adapters follow the model's precision policy, if it has one.
+  local policy = model.precision_policy and model:precision_policy()
+  if policy then require("dp.precision.apply").apply(model, policy) end
   return adapted
 end
 

@@ -3,7 +3,8 @@
 -- state dicts) that freezing, LoRA and precision policies address by Lua pattern.
 local raise = require("dp.ffi").raise
 local dp = require "dp"
-local dtype = require "dp.dtype"
+local precision = require "dp.precision.apply"
+local weights = require "dp.precision.weights"
 
 local M = {}
 
@@ -11,8 +12,13 @@ local Module = {}
 Module.__index = Module
 Module.__name = "Module"
 
--- Metamethods are not found through __index, so every class gets its own copies.
-local function call(self, ...) return self:forward(...) end
+-- Metamethods are not found through __index, so every class gets its own copies. Under a
+-- precision policy the call casts float arguments to the module's compute dtype first.
+local function call(self, ...)
+  local st = self._precision
+  if st == nil then return self:forward(...) end
+  return precision.call(self, st, ...)
+end
 local function tostr(self) return self.__name end
 
 -- M.class(name, parent): a new class; instances are made with Class.new(...) which calls
@@ -50,10 +56,36 @@ function Module:add_parameter(name, tensor)
   end
   tensor:is_param(true)
   tensor:requires_grad(true)
+  weights.tag(tensor, "parameters")
   self._params[name] = tensor
   self._entries[#self._entries + 1] = { kind = "param", name = name }
   self[name] = tensor
   return tensor
+end
+
+-- The tensor this module computes with for parameter `name` (nil if absent): the parameter
+-- itself, or its low-precision copy when a precision policy says so (dp.precision).
+function Module:param(name)
+  local st = self._precision
+  if st == nil then return self._params[name] end
+  return precision.param(self, st, name)
+end
+
+-- The precision policy put on this model with dp.precision.apply (nil if none).
+function Module:precision_policy()
+  return self._precision_policy or (self._precision and self._precision.policy)
+end
+
+-- The resolved precision rule of the module (or of a parameter's module) at a dotted name; nil
+-- when no policy was applied.
+function Module:precision_of(name)
+  local node = (name == nil or name == "") and self or self:get(name)
+  if dp.is_tensor(node) then
+    local owner = name:match("^(.*)%.[^.]+$")
+    node = owner and self:get(owner) or self
+  end
+  precision.sync(self)
+  return node._precision and node._precision.rule or nil
 end
 
 -- Registers a child module under `name`; also self[name].
@@ -191,42 +223,8 @@ end
 
 function Module:eval() return self:train(false) end
 
-local function shape_string(t)
-  local s = t:size()
-  return "(" .. table.concat(s, ", ") .. ")"
-end
-
--- A text table: one row per parameter (name, shape, dtype, trainable/frozen, count, bytes), then
--- totals.
-function Module:summary()
-  local rows, widths = {}, { 4, 5, 5, 6, 6, 5 }
-  local header = { "name", "shape", "dtype", "status", "params", "bytes" }
-  local total, trainable, bytes = 0, 0, 0
-  for _, e in ipairs(self:named_parameters()) do
-    local t = e.tensor
-    local n = t:numel()
-    local b = n * tonumber(dtype.size(t.ptr.dtype))
-    total, bytes = total + n, bytes + b
-    if t:requires_grad() then trainable = trainable + n end
-    rows[#rows + 1] = { e.name, shape_string(t), t:dtype(),
-                        t:requires_grad() and "trainable" or "frozen", tostring(n), tostring(b) }
-  end
-  for _, r in ipairs { header, unpack(rows) } do
-    for c, v in ipairs(r) do widths[c] = math.max(widths[c], #v) end
-  end
-  local function line(r)
-    local cells = {}
-    for c, v in ipairs(r) do
-      cells[c] = c >= 5 and (" "):rep(widths[c] - #v) .. v or v .. (" "):rep(widths[c] - #v)
-    end
-    return (table.concat(cells, "  "):gsub("%s+$", ""))
-  end
-  local out = { line(header) }
-  for _, r in ipairs(rows) do out[#out + 1] = line(r) end
-  out[#out + 1] = ("total: %d parameters (%d trainable, %d frozen), %d bytes")
-                  :format(total, trainable, total - trainable, bytes)
-  return table.concat(out, "\n")
-end
+-- The parameter table with precision and memory (dp.nn.summary).
+function Module:summary() return require("dp.nn.summary")(self) end
 
 M.Module = Module
 

@@ -84,26 +84,37 @@ describe("dp.nn.module", function()
     assert.is_true(m.blocks[1].training)
   end)
 
-  it("summarises every parameter with shape, dtype, status, count and bytes, and totals", function()
+  it("summarises every parameter with shape, dtype, precision, status, count and bytes, and totals", function()
     local m = Toy.new()
     m:freeze("^first%.bias$")
     local s = m:summary()
     local lines = {}
     for l in s:gmatch("[^\n]+") do lines[#lines + 1] = l end
-    assert.are.equal(#expected + 2, #lines)
+    assert.are.same({ "name", "shape", "dtype", "precision", "status", "params", "bytes", "bytes+copies" },
+                    (function() local h = {} for w in lines[1]:gmatch("%S+") do h[#h + 1] = w end return h end)())
     local bytes = 0
     for k, e in ipairs(m:named_parameters()) do
       local l = lines[k + 1]
-      local name, shape, dt, status, n, b = l:match("^(%S+)%s+(%b())%s+(%S+)%s+(%S+)%s+(%d+)%s+(%d+)$")
+      local name, shape, dt, prec, status, n, b, bc =
+        l:match("^(%S+)%s+(%b())%s+(%S+)%s+(%S+)%s+(%S+)%s+(%d+)%s+(%d+)%s+(%d+)$")
       assert.are.equal(e.name, name)
       assert.are.equal("(" .. table.concat(e.tensor:size(), ", ") .. ")", shape)
       assert.are.equal("f32", dt)
+      assert.are.equal("fp32", prec)   -- no policy: the stored dtype
       assert.are.equal(e.name == "first.bias" and "frozen" or "trainable", status)
       assert.are.equal(e.tensor:numel(), tonumber(n))
       assert.are.equal(4 * e.tensor:numel(), tonumber(b))
+      assert.are.equal(tonumber(b), tonumber(bc))  -- no copies
       bytes = bytes + tonumber(b)
     end
-    assert.are.equal(("total: 18 parameters (16 trainable, 2 frozen), %d bytes"):format(bytes), lines[#lines])
+    assert.are.equal(("total: 18 parameters (16 trainable, 2 frozen), %d bytes, %d with copies"):format(bytes, bytes),
+                     lines[#expected + 2])
+    -- One memory line per layer: the root's own "scale", "first", "blocks.0", "blocks.1" (by the
+    -- first two name components), in order of first parameter.
+    assert.are.equal("layer (root): 8 bytes (8 stored, 0 in copies)", lines[#expected + 3])
+    assert.are.equal("layer first: 32 bytes (32 stored, 0 in copies)", lines[#expected + 4])
+    assert.are.equal("layer blocks.0: 16 bytes (16 stored, 0 in copies)", lines[#expected + 5])
+    assert.are.equal("layer blocks.1: 16 bytes (16 stored, 0 in copies)", lines[#expected + 6])
   end)
 
   it("calls forward through __call", function()

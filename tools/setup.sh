@@ -2,7 +2,7 @@
 # Debian packages dprun needs when any is missing, then configure and build a tree.
 
 DP_PACKAGES=(luajit libluajit-5.1-dev lua-busted libopenblas-dev libdnnl-dev cmake pkg-config
-             gcc g++ libc6-dev make)
+             gcc g++ libc6-dev make libreadline-dev)
 
 dp_log() { printf '== %s\n' "$*" >&2; }
 

@@ -24,9 +24,16 @@ int dp_host_run_file(lua_State *L, const char *path, int nargs_from_argv, char *
 int dp_host_run_string(lua_State *L, const char *code, const char *chunkname);
 int dp_host_require(lua_State *L, const char *module);
 
-/* The interactive loop: dp.repl when the library provides one, else a minimal built-in one.
+/* The interactive loop: dp.repl.start(), or a minimal loop when dp.repl does not load.
  * Returns the process exit code. */
 int dp_host_repl(lua_State *L);
+
+/* Preload the C part of the REPL as the Lua module "dp.repl.host" (loop, interruptible, defer,
+ * isatty). */
+void dp_host_register_repl(lua_State *L);
+
+/* `dprun -i script`: run it through dp.repl.run_script, which opens the REPL where it stops. */
+int dp_host_run_interactive(lua_State *L, const char *path, int nargs, char **args);
 
 /* Call the function on top of the stack (with nargs arguments below it) under the traceback
  * handler; print the failure like dp_host_run_file. Returns 0 or 1. */

@@ -123,6 +123,7 @@ lua_State *dp_host_new_state(const dp_host_paths *paths, int argc, char **argv, 
     if (!L) return NULL;
     luaL_openlibs(L);
     set_package_path(L, paths->lua_dir);
+    dp_host_register_repl(L);
     /* dp.ffi reads the header named here (it also searches itself when run from plain luajit). */
     if (*paths->header) setenv("DP_HEADER", paths->header, 0);
 

@@ -15,7 +15,8 @@ static void usage(FILE *out) {
           "\n"
           "  dprun script.lua [args]  run a script; arg[0] is the script, arg[1..] its args\n"
           "  dprun                    open an interactive REPL with dp loaded\n"
-          "  dprun -i [script.lua]    run the script (if any), then open the REPL\n"
+          "  dprun -i [script.lua]    run the script until it ends, calls dp.breakpoint() or is\n"
+          "                           interrupted (Ctrl-C), then open the REPL with its locals\n"
           "  dprun -e 'code'          run a Lua string (repeatable, runs before the script)\n"
           "  dprun -l module          require a module as a global before the script\n"
           "  dprun -                  read the script from stdin\n"
@@ -26,7 +27,21 @@ static void usage(FILE *out) {
           "  --                       stop handling options\n"
           "\n"
           "A script that is not found in the current directory is looked up among the recipes.\n"
-          "Environment: DP_LUADIR (the Lua library dir), DP_HEADER (dp.h for ffi.cdef).\n",
+          "Environment: DP_LUADIR (the Lua library dir), DP_HEADER (dp.h for ffi.cdef),\n"
+          "DPRUN_HISTORY (REPL history file, default ~/.dprun_history), COLUMNS (histogram width).\n"
+          "\n"
+          "In the REPL (Tab completes names, fields and methods; Ctrl-C stops the running code):\n"
+          "  help()                   list these helpers\n"
+          "  grads(model)             per parameter: shape, dtype, gradient, clipped-sum and noise norms, SNR\n"
+          "  persample(model)         per-sample gradient norms per layer: min, median, p90, max, clipped, histogram\n"
+          "  privacy()                epsilon spent, the ledger and the projected epsilon at the end of the run\n"
+          "  step(n)                  advance the current dp.private run n steps, printing each step's line\n"
+          "  model:summary()          layers with precision, trainable or frozen, and memory\n"
+          "  dp.precision.apply(model, policy)  change a layer's precision live (takes effect next step)\n"
+          "  t:stats()                mean, std, min, max and NaN/Inf counts of a tensor\n"
+          "  continue()               leave the REPL (after dp.breakpoint(): resume the script)\n"
+          "Reading raw per-sample statistics is not private: the REPL says so once and the ledger\n"
+          "records a debugging inspection.\n",
           out);
 }
 
@@ -109,6 +124,12 @@ int main(int argc, char **argv) {
     if (rc == 0 && script_index < argc) {
         char buf[8192];
         const char *script = resolve_script(&paths, argv[script_index], buf, sizeof buf);
+        if (interactive && strcmp(script, "-") != 0) {
+            /* The REPL opens where the script stops (end, dp.breakpoint, error or Ctrl-C). */
+            rc = dp_host_run_interactive(L, script, argc - script_index - 1, argv + script_index + 1);
+            lua_close(L);
+            return rc;
+        }
         rc = dp_host_run_file(L, script, argc - script_index - 1, argv + script_index + 1);
     }
     if (rc == 0 && (interactive || (script_index >= argc && !ran_code))) rc = dp_host_repl(L);

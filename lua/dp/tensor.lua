@@ -11,6 +11,7 @@ local V = require "dp.tensor_view"
 local data = require "dp.tensor_data"
 local index = require "dp.tensor_index"
 local format = require "dp.tensor_format"
+local memory = require "dp.memory"
 
 local C, wrap, raise, check = dpffi.C, dpffi.wrap, dpffi.raise, dpffi.check
 local ptr = args.ptr
@@ -98,10 +99,42 @@ function methods.backward(x, grad, retain_graph)
                       retain_graph and 1 or 0))
 end
 
+-- ---------------------------------------------------------------- precision and memory
+-- How many in-place writes the storage has had (views share it); bump_version() counts a write
+-- made through the raw data pointer.
+function methods.version(x) return tonumber(C.dp_tensor_version(ptr(x, "version", 1))) end
+function methods.bump_version(x)
+  C.dp_tensor_bump_version(ptr(x, "bump_version", 1))
+  return x
+end
+
+-- Convert a contiguous leaf to another float dtype in place (same handle, new storage); drops its
+-- .grad. Views of it that are only garbage would block it, so it collects once before giving up.
+function methods.retype_(x, to)
+  local p = ptr(x, "retype_", 1)
+  local d = dtype.parse(to, "retype_")
+  local rc = C.dp_tensor_retype_(p, d)
+  if rc == C.DP_EGRAPH and p.grad_fn == nil then   -- views: perhaps only uncollected garbage
+    dpffi.collect()
+    rc = C.dp_tensor_retype_(p, d)
+  end
+  check(rc)
+  return x
+end
+
+-- The memory category (dp.memory_report.names) its storage counts under; set_mem_category moves
+-- the whole storage, views included.
+function methods.set_mem_category(x, name)
+  check(C.dp_tensor_set_mem_category(ptr(x, "set_mem_category", 1), memory.id(name, "set_mem_category")))
+  return x
+end
+function methods.mem_category(x) return memory.name(C.dp_tensor_mem_category(ptr(x, "mem_category", 1))) end
+
 -- Drop the C reference now instead of at the next collection (device memory, big buffers).
 methods.release = dpffi.release
 
 methods.tostring = format.tostring
+methods.stats = require("dp.tensor_stats").stats
 
 local getters = { grad = grad_of }
 

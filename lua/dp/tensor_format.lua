@@ -1,5 +1,6 @@
 -- dp.tensor_format: tostring(t), NumPy-style: the values (the first and last 3 of any dim longer
--- than 6, with "..." between), then shape, dtype, device and autograd state.
+-- than 6, with "..." between), then shape, dtype, device and autograd state; and display(t), the
+-- REPL's Torch7-style form: the values, then a line "[2x3] f32 cpu".
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local args = require "dp.tensor_args"
@@ -111,6 +112,22 @@ function M.tostring(x)
   return ("tensor(%s, shape=[%s], dtype=%s, device=%s%s)"):format(text,
          table.concat(shape, ","), dtype.name(p.dtype), dtype.device_names[tonumber(p.device)],
          extra)
+end
+
+-- The values on their own lines, then "[2x3] f32 cpu" (plus autograd state), as Torch7 printed.
+function M.display(x)
+  local p = x.ptr
+  if p == nil then return "tensor(released)" end
+  local text = M.tostring(x)
+  local values = text:match("^tensor%((.*), shape=%[")
+  local shape = {}
+  for d = 0, p.ndim - 1 do shape[#shape + 1] = tostring(tonumber(p.shape[d])) end
+  local extra = text:match(", (grad_fn=[%w_]+)%)$") or text:match(", (requires_grad=true)%)$")
+  -- tostring indents continuation lines under "tensor(": take that indent back out.
+  values = values:gsub("\n" .. (" "):rep(#"tensor("), "\n")
+  return ("%s\n[%s] %s %s%s"):format(values, #shape > 0 and table.concat(shape, "x") or "scalar",
+                                    dtype.name(p.dtype), dtype.device_names[tonumber(p.device)],
+                                    extra and (" " .. extra) or "")
 end
 
 M.desc = function(x) return args.desc(x.ptr) end

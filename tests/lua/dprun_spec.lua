@@ -133,6 +133,44 @@ describe("dprun", function()
     assert.truthy(out:find("42", 1, true), out)
   end)
 
+  it("lists the REPL helpers in --help", function()
+    local out = run(dprun .. " --help")
+    for _, name in ipairs { "help()", "grads(model)", "persample(model)", "privacy()", "step(n)",
+                            "model:summary()", "t:stats()", "continue()" } do
+      assert.truthy(out:find(name, 1, true), name)
+    end
+  end)
+
+  it("opens the REPL at dp.breakpoint() under -i with the caller's locals, and resumes", function()
+    local path = script("local function f()\n  local inner = 5\n  dp.breakpoint()\n  print('inner now', inner)\nend\n" ..
+                        "dp = require 'dp'\nlocal outer = 7\nf()\nprint('resumed')\n")
+    local out, rc = run(dprun .. " -i " .. path, "print('sum', inner + outer)\ninner = 11\ncontinue()\nprint('at end', outer)\n")
+    os.remove(path)
+    assert.equal(0, rc)
+    assert.truthy(out:find("sum\t12", 1, true), out)
+    assert.truthy(out:find("inner now\t11", 1, true), out)
+    assert.truthy(out:find("resumed", 1, true), out)
+    assert.truthy(out:find("at end\t7", 1, true), out)
+  end)
+
+  it("keeps a failed -i script's variables for the REPL", function()
+    local path = script("local count = 3\nerror('stop here')\n")
+    local out = run(dprun .. " -i " .. path, "print('count', count)\n")
+    os.remove(path)
+    assert.truthy(out:find("stop here", 1, true), out)
+    assert.truthy(out:find("count\t3", 1, true), out)
+  end)
+
+  it("passes over dp.breakpoint() without a terminal outside -i, with one note", function()
+    local path = script("local dp = require 'dp'\nfor i = 1, 2 do dp.breakpoint() end\nprint('done')\n")
+    local out, rc = run(dprun .. " " .. path .. " < /dev/null")
+    os.remove(path)
+    assert.equal(0, rc)
+    assert.truthy(out:find("done", 1, true), out)
+    local _, notes = out:gsub("no terminal", "")
+    assert.equal(1, notes, out)
+  end)
+
   it("reads a script from stdin with -", function()
     local out, rc = run(dprun .. " -", "print('from stdin', arg[0])\n")
     assert.equal(0, rc)

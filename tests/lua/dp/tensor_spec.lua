@@ -46,9 +46,14 @@ describe("dp.tensor", function()
       assert.error_matches(function() local _ = a - dp.zeros(3, 2) end, "[3,2] f32 cpu", nil, true)
     end)
 
-    it("report dtype mismatches naming both dtypes", function()
-      assert.error_matches(function() local _ = a / dp.zeros({2, 3}, "f64") end,
-        "div: dtypes differ (a is [2,3] f32 cpu, b is [2,3] f64 cpu)", nil, true)
+    it("report integer/float dtype mismatches naming both dtypes", function()
+      assert.error_matches(function() local _ = a / dp.zeros({2, 3}, "i32") end,
+        "div: dtypes differ (a is [2,3] f32 cpu, b is [2,3] i32 cpu)", nil, true)
+    end)
+
+    it("promote mixed float dtypes to the wider one", function()
+      assert.equal("f64", (a / dp.ones({2, 3}, "f64")):dtype())
+      assert.equal("f32", (dp.ones({2, 3}, "bf16") + dp.ones({2, 3}, "f16")):dtype())
     end)
 
     it("reject non-tensor operands with a clear message", function()

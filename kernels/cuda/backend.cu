@@ -1,6 +1,6 @@
 // backend.cu: the CUDA op table and its entry point dp_cuda_backend(), which core/device.c
-// finds with dlsym. Storage, fill, same-dtype copies and the random kernels work; every other
-// op answers DP_EUNSUPPORTED naming itself until its kernel file lands.
+// finds with dlsym. Storage, fill, same-dtype copies and the random kernels live here; the kernel
+// families register their entries from their own files (dp_cuda_register_*).
 #include <stdio.h>
 #include "cuda_common.h"
 
@@ -167,6 +167,12 @@ static void build_table(void) {
     t->rand_uniform = dp_cuda_rand_uniform;
     t->rand_normal = dp_cuda_rand_normal;
     t->dropout = dp_cuda_dropout;
+    // Each kernel family fills its own entries (one file each, see cuda_common.h); anything left
+    // at the stubs above answers DP_EUNSUPPORTED, and entries left NULL are refused by the core.
+    dp_cuda_register_elementwise(t);
+    dp_cuda_register_nn(t);
+    dp_cuda_register_gemm(t);
+    dp_cuda_register_dpsgd(t);
 }
 
 // The table when a CUDA device is usable, else NULL with the reason in err. core/device.c calls

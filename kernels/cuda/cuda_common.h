@@ -33,4 +33,17 @@ int dp_cuda_rand_uniform(dp_tensor *out, dp_rng *rng);
 int dp_cuda_rand_normal(dp_tensor *out, dp_rng *rng, double mean, double std);
 int dp_cuda_dropout(dp_tensor *out, dp_tensor *mask, const dp_tensor *x, double p, dp_rng *rng);
 
+/* Kernel families: each fills its entries of the op table (dp_ops in core/backend.h).
+ * elementwise.cu and friends: binary, unary, unary_backward, axpy, copy (strided, casting),
+ *   reduce, argmax, masked_fill, quant_amax, fake_quant.
+ * nn (softmax.cu, layernorm.cu, embedding.cu, cross_entropy.cu): softmax(+backward),
+ *   layer_norm(+backward), gather_rows, scatter_add_rows, cross_entropy(+backward).
+ * gemm.cu: gemm through cuBLASLt.
+ * dpsgd (per_sample.cu, noise.cu, optim.cu): gram, ghost_norm, scale_rows, row_sums,
+ *   row_sq_norms, embedding_sq_norms, noise_add_philox, sgd_step, adam_step. */
+void dp_cuda_register_elementwise(dp_ops *t);
+void dp_cuda_register_nn(dp_ops *t);
+void dp_cuda_register_gemm(dp_ops *t);
+void dp_cuda_register_dpsgd(dp_ops *t);
+
 #endif

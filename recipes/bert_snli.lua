@@ -16,7 +16,6 @@ local spec = {
   { "data", "string", nil, "SNLI dir (snli_1.0_{train,dev,test}.jsonl); default: the synthetic set", meta = "DIR" },
   { "setup", "choice", nil, "what trains (default: full for the seed model, lora with --model)",
     choices = { "full", "last-layers", "lora" } },
-  { "precision", "string", "fp32", "numeric precision (fp32; bf16 and fp16 are not done yet)", meta = "NAME" },
   { "epochs", "int", 3, "passes over the training set", min = 1 },
   { "batch_size", "int", 1024, "expected logical batch size (Poisson sampling)", min = 1 },
   { "epsilon", "number", 8, "privacy budget epsilon (delta = 1/N)", above = 0 },
@@ -36,18 +35,18 @@ local spec = {
   { "lora_rank", "int", 8, "LoRA rank", min = 1 },
   { "stop_after", "int", nil, "stop (with a checkpoint) after this many steps in this run", min = 1 },
 }
+for _, f in ipairs(train.precision.flags) do spec[#spec + 1] = f end
 local cfg = flags.parse_or_exit(spec, arg, PROG)
-if cfg.precision ~= "fp32" then
-  flags.exit_usage(("--precision %s: only fp32 is supported; mixed precision (bf16, fp16) is not done yet")
-    :format(cfg.precision), PROG)
-end
-local resume
+local resume, note
 if cfg.resume then
   local dir = checkpoint.find(cfg.resume) or flags.exit_usage("--resume " .. cfg.resume .. ": no checkpoint there", PROG)
   resume = checkpoint.load(dir)
-  local merged, err = flags.merge_saved(cfg, resume.config, { "resume", "out", "stop_after" })
-  cfg = merged or flags.exit_usage(err, PROG)
+  local merged, msg = train.precision.merge_resume(cfg, resume.config, { "resume", "out", "stop_after" })
+  cfg, note = merged or flags.exit_usage(msg, PROG), msg
+  if note then print(note) end
 end
+local policy, perr = train.precision.policy(cfg)
+if not policy then flags.exit_usage(perr, PROG) end
 cfg.setup = cfg.setup or (cfg.model and "lora" or "full")
 if cfg.data and not cfg.model then flags.exit_usage("--data needs --model (its vocab.txt tokenises the data)", PROG) end
 local out = cfg.out
@@ -69,8 +68,9 @@ local model = dp.nn.BertForSequenceClassification(bert_cfg, { seed = cfg.seed, d
 if cfg.model and not resume then train.bert.load(model, cfg.model, head_fits) end
 if cfg.setup == "lora" then dp.nn.lora.apply(model, { rank = cfg.lora_rank, seed = cfg.seed })
 elseif cfg.setup == "last-layers" then dp.nn.lora.last_layers(model, { layers = 1 }) end
-print(("model: %d parameters, %d trained (setup %s)"):format(model:num_parameters(),
-  model:num_parameters{ trainable_only = true }, cfg.setup))
+dp.precision.apply(model, policy)
+print(("model: %d parameters, %d trained (setup %s, precision %s)"):format(model:num_parameters(),
+  model:num_parameters{ trainable_only = true }, cfg.setup, train.precision.describe(cfg)))
 
 -- data
 local max_length = math.min(cfg.max_length, bert_cfg.max_position_embeddings)
@@ -85,6 +85,9 @@ local run = { params = model:named_parameters(), optimizer = opt, rngs = checkpo
 if resume then checkpoint.restore(resume, run) end
 local metrics_path = out .. "/metrics.jsonl"
 if resume then metrics.truncate(metrics_path, resume.position.step) else os.remove(metrics_path) end
+if not resume or note then   -- the precision each stretch of steps ran under
+  metrics.append(metrics_path, { step = resume and resume.position.step or 0, precision = cfg.precision, fp32 = cfg.fp32 })
+end
 local bar
 local priv = dp.private{
   params = model, optimizer = opt, data = nli.dataset(splits.train), batch_size = math.min(cfg.batch_size, N),

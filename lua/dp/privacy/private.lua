@@ -3,6 +3,17 @@
 -- them into micro-batches under a memory cap, clips per example, adds Gaussian noise once per
 -- logical batch, steps the optimizer, and records every step in the privacy ledger; it refuses to
 -- step past the epsilon budget unless told to. The step itself is in dp.privacy.private_step.
+--
+-- Loss scaling (f16 compute): loss_scale = nil (automatic: on when the model, given as `model` or
+-- `params`, has a precision policy computing some layer in f16, i.e. the mixed-f16 preset; off for
+-- fp32, bf16, mixed-bf16 and fp8, whose range needs none), false (off), true or a table { init =
+-- 2^15, growth = 2, backoff = 0.5, interval = 2000, min_scale = 1, max_scale = 2^24, overflow_noise
+-- = max(10 sigma, 0.05 expected batch), threshold = 3 overflow_noise }. An example whose gradient
+-- overflows contributes nothing (clip factor 0); the overflow count is released with Gaussian noise
+-- of std overflow_noise, and only that noisy count decides whether the step is skipped and how the
+-- scale moves. The gradient noise rises so that both releases together are one Gaussian mechanism
+-- of the accountant's sigma (dp.privacy.loss_scale explains why). A skipped step applies no
+-- update but counts in the ledger (skipped = 1): the data was touched.
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local accountant = require "dp.privacy.accountant"
@@ -139,6 +150,45 @@ local function sigma_setup(self, opts)
   self.allow_overspend = opts.allow_overspend or false
 end
 
+-- True when the model's precision policy computes some layer in f16 (dp.precision).
+local function model_needs_scaling(model)
+  if type(model) ~= "table" or type(model.precision_policy) ~= "function" then return false end
+  return require("dp.precision").needs_loss_scaling(model) and true or false
+end
+
+-- The loss scaler (nil when off) and the gradient noise multiplier it implies.
+local function loss_scale_setup(self, opts)
+  local ls = opts.loss_scale
+  self.loss_scale_auto = ls == nil
+  self.scaled_model = type(opts.model) == "table" and opts.model or opts.params
+  if ls == nil then ls = model_needs_scaling(self.scaled_model) end
+  self:set_loss_scaling(ls, opts.generator_state and opts.generator_state.loss_scale)
+end
+
+-- Turn loss scaling on (true or options) or off (false); state: a saved scaler state to resume.
+function Private:set_loss_scaling(ls, state)
+  if ls == false then
+    self.scaler, self.grad_sigma, self.aux_sigma = nil, self.sigma, 0
+    return
+  end
+  self.scaler = require("dp.privacy.loss_scale").new(ls, self.sigma, self.expected_batch)
+  if state then self.scaler:load_state(state) end
+  self.grad_sigma, self.aux_sigma = self.scaler.grad_sigma, self.scaler.overflow_noise
+end
+
+-- Under automatic loss scaling, a policy switched to f16 after construction (precision.apply
+-- from a REPL or a callback) turns scaling on at the next step; it stays on afterwards.
+function Private:refresh_loss_scaling()
+  if self.loss_scale_auto and not self.scaler and model_needs_scaling(self.scaled_model) then
+    self:set_loss_scaling(true)
+    return true
+  end
+  return false
+end
+
+-- The current loss scale (1 when off).
+function Private:loss_scale() return self.scaler and self.scaler.scale or 1 end
+
 -- Every optimizer tensor must be a registered parameter, and every trainable registered
 -- parameter must be in the optimizer: anything else trains without privacy or never trains.
 function Private:check_coverage()
@@ -182,6 +232,7 @@ function M.new(opts)
   sampling_setup(self, opts)
   noise_setup(self, opts)
   sigma_setup(self, opts)
+  loss_scale_setup(self, opts)
   self.engine = engine_mod.new(self.params)
   if opts.form then self.engine:set_form(nil, opts.form) end
   self.ledger = opts.ledger or accountant.Ledger()
@@ -217,8 +268,10 @@ function Private:steps_per_epoch() return math.ceil(1 / self.sample_rate) end
 function Private:noise_multiplier() return self.sigma end
 
 -- The generators' positions, for checkpoints (reproducible mode resumes from them).
+-- The loss scaler's state rides along, so that a resumed run scales (and skips) as the first did.
 function Private:generator_state()
-  return { noise_counter = self.noise:state().counter, sampler_counter = self.sampler_rng:state().counter }
+  return { noise_counter = self.noise:state().counter, sampler_counter = self.sampler_rng:state().counter,
+           loss_scale = self.scaler and self.scaler:state() or nil }
 end
 
 local step = require "dp.privacy.private_step"

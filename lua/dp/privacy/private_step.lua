@@ -5,8 +5,21 @@
 -- (the realised size of a Poisson batch is private and must not scale the update), the optimizer
 -- step and the ledger record. A logical batch that fails midway is abandoned whole: nothing is
 -- updated and nothing is recorded, as no output depending on the data was released.
+-- Under loss scaling (dp.privacy.loss_scale) the backward seed carries the scale, the engine
+-- divides it out, the noisy overflow count decides the skip, and a skipped step is recorded
+-- (skipped = 1) without any update. Each step also sets stochastic rounding in the optimizer for
+-- the parameters whose precision rule asks for it, and reports memory by category.
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
+
+local report = require "dp.privacy.step_report"
+
+-- dp.memory_report.with_category, or a plain call on a library without memory categories.
+local function with_category(name, fn, ...)
+  local mr = require("dp").memory_report
+  if type(mr) == "table" and mr.with_category then return mr.with_category(name, fn, ...) end
+  return fn(...)
+end
 
 local C, raise = dpffi.C, dpffi.raise
 
@@ -29,15 +42,18 @@ local function check_budget(self)
 end
 
 -- The backward seed for the loss the user's function returned over m examples.
-local function backward_seed(self, loss, m)
+-- A loss scale multiplies the seed (in f32 at least: 2^16 and above are Inf in f16).
+local function backward_seed(self, loss, m, loss_scale)
   local dp = require "dp"
+  if loss_scale ~= 1 and loss:dtype() ~= "f32" and loss:dtype() ~= "f64" then loss = loss:cast("f32") end
   if loss:dim() == 1 and loss:size(1) == m then
-    return dp.ones({ m }, { dtype = loss:dtype() }), function() return dp.sum(loss):item() end
+    return loss, dp.full({ m }, loss_scale, { dtype = loss:dtype() }), function() return dp.sum(loss):item() end
   end
   if loss:numel() == 1 then
     -- A mean over the micro-batch scales each example's gradient by 1/m: undo it.
     local scale = self.loss_reduction == "sum" and 1 or m
-    return dp.full(loss:size(), scale, { dtype = loss:dtype() }), function() return loss:item() * scale end
+    return loss, dp.full(loss:size(), scale * loss_scale, { dtype = loss:dtype() }),
+           function() return loss:item() * scale end
   end
   raise(("dp.private: the loss function returned %s for a micro-batch of %d examples; return the per-example "
          .. "losses (%d) or their mean"):format(loss:desc(), m, m))
@@ -48,22 +64,29 @@ local function run_micro(self, mb, m, totals)
   local dp = require "dp"
   local eng = self.engine
   eng:begin(m)
+  local loss_scale = self:loss_scale()
+  if self.scaler then eng:set_loss_scale(loss_scale) end
   local base = dp.memory()
   -- The planner learns bytes per example only under a memory cap (it needs each micro-batch's
   -- own peak); the step's peak is then the largest of them.
   if self.planner_learns then C.dp_mem_reset_peak(0) end
-  local loss_sum, extra = eng:active(function()
+  -- What the forward and backward allocate counts as activations (the engine tags its own
+  -- per-sample buffers and accumulators).
+  local loss_sum, extra = with_category("activations", eng.active, eng, function()
     local loss, more = self.loss_fn(mb)
     if not dp.is_tensor(loss) then raise("dp.private: the loss function must return a tensor, got " .. type(loss)) end
-    local seed, value = backward_seed(self, loss, m)
-    loss:backward(seed)
+    local root, seed, value = backward_seed(self, loss, m, loss_scale)
+    root:backward(seed)
     return value(), more
   end)
   eng:compute_norms()
   local st = eng:clip{ mode = self.clipping, max_norm = self.sensitivity, thresholds = self.thresholds,
                        gamma = self.gamma }
   local _, peak = dp.memory()
-  if self.planner_learns then self.planner:observe(m, peak, base) end
+  if self.planner_learns then
+    self.planner:observe(m, peak, base)
+    totals.memory = report.merge(totals.memory, report.snapshot(self.params))   -- before the next reset
+  end
   totals.loss = totals.loss + loss_sum
   totals.clipped = totals.clipped + st.clipped
   totals.nonfinite = totals.nonfinite + st.nonfinite
@@ -97,32 +120,49 @@ local function batch_size_of(batch)
   raise("dp.private: step_on: the batch has no tensors; give batch.n")
 end
 
--- The per-step log line (opts.log: true for stderr, or a function(line, stats)) and the JSONL
--- metrics (opts.metrics: a path, appended to, one object per step).
-local function report(self, st)
-  if self.log then
-    local line = ("step %d  batch %d  loss %s%s  eps %.3f  clipped %.2f%s  %.0f ms  peak %.0f MiB"):format(
-      st.step, st.batch_size, st.loss and ("%.4f"):format(st.loss) or "-", st.accuracy and ("  acc %.3f"):format(st.accuracy) or "", st.epsilon,
-      st.clip_fraction, st.nonfinite > 0 and ("  nonfinite %d"):format(st.nonfinite) or "", st.step_time * 1e3,
-      st.peak_bytes / 2 ^ 20)
-    if type(self.log) == "function" then self.log(line, st) else io.stderr:write(line, "\n") end
+-- Per step, from the model's precision rules (dp.precision): stochastic rounding for the
+-- parameters whose rule asks for it, nearest for the others (the policy may change between steps).
+local function set_rounding(self)
+  local model, opt = self.scaled_model, self.optimizer
+  if type(model) ~= "table" or type(model.precision_policy) ~= "function" or type(opt.set_rounding) ~= "function" then
+    return
   end
-  if self.metrics then
-    local f, err = io.open(self.metrics, "a")
-    if not f then raise(("dp.private: cannot append metrics to %s: %s"):format(self.metrics, tostring(err))) end
-    f:write(require("dp.util.json").encode(st), "\n")
-    f:close()
+  local rules = require("dp.precision").param_rules(model)
+  local by_ptr, by_name = {}, {}
+  for k, r in pairs(rules) do
+    if type(k) == "string" then by_name[k] = r
+    elseif type(r) == "table" and r.tensor then by_ptr[tostring(r.tensor.ptr)] = r.rule or r
+    elseif type(r) == "table" and r.name then by_name[r.name] = r.rule or r end
   end
+  for _, p in ipairs(self.params) do
+    local rule = by_ptr[tostring(p.tensor.ptr)] or by_name[p.name]
+    if p.tensor:requires_grad() and rule then
+      opt:set_rounding(p.tensor, rule.stochastic_rounding and "stochastic" or "nearest")
+    end
+  end
+end
+
+-- Loss scaling after the micro-batches: the noisy overflow count o~ = o + N(0, s_o^2), and from
+-- it alone whether to skip and the next scale. Returns skipped, o~.
+local function overflow_decision(self, overflowed)
+  if not self.scaler then return false, nil end
+  local noisy = overflowed + self.scaler.overflow_noise * self.noise:normals(1)[1]
+  return self.scaler:update(noisy), noisy
 end
 
 -- Run the logical batch of n examples given as micro-batches by get(k) (k = 1..count).
 local function logical_step(self, n, count, get)
   check_budget(self)
   self:check_coverage()
+  if self:refresh_loss_scaling() and self.log then
+    report.note(self.log, "loss scaling on (the precision policy now computes in f16)")
+  end
+  set_rounding(self)
   local t0 = now()
   C.dp_mem_reset_peak(0)   -- peak_bytes in the stats is this step's peak
   local noise_before, sampler_before = self.noise:state().counter, self._sampler_before or self.sampler_rng:state().counter
   local totals = { loss = 0, clipped = 0, nonfinite = 0, norm_sum = 0, norm_max = 0, peak = 0, extra = {} }
+  local scale_used = self:loss_scale()
   local ok, err = pcall(function()
     for k = 1, count do
       local mb, m = get(k)
@@ -135,16 +175,20 @@ local function logical_step(self, n, count, get)
     self.engine:reset()
     error(err, 0)
   end
+  -- The gradient noise is drawn first, then the count's: with a scale that never overflows the
+  -- update is the one without loss scaling (same draws), and a skip changes no later draw.
   local expected = self.expected_batch or n
-  self.engine:finish(self.noise, self.sigma * self.sensitivity, 1 / math.max(expected, 1e-300))
-  self.optimizer:step()
+  self.engine:finish(self.noise, self.grad_sigma * self.sensitivity, 1 / math.max(expected, 1e-300))
+  local skipped, noisy = overflow_decision(self, totals.nonfinite)
+  if not skipped then self.optimizer:step() end   -- skipped: the noisy sums are dropped, the step counts
   for _, p in ipairs(self.params) do p.tensor:set_grad(nil) end
   self.ledger:record{ q = self.sample_rate, sigma = self.sigma, clip = self.sensitivity, batch_size = n,
                       sampling = self.sampling, noise_mode = self.noise_mode,
                       noise_seed = self.noise_mode == "reproducible" and self.noise:state().seed or 0,
                       noise_counter_before = noise_before, noise_counter_after = self.noise:state().counter,
                       sampler_counter_before = sampler_before,
-                      sampler_counter_after = self.sampler_rng:state().counter }
+                      sampler_counter_after = self.sampler_rng:state().counter,
+                      skipped = skipped, aux_sigma = self.aux_sigma }
   local _, peak = require("dp").memory()
   local finite = n - totals.nonfinite
   local stats = {
@@ -154,9 +198,14 @@ local function logical_step(self, n, count, get)
     epsilon = self:epsilon(), delta = self.delta, sigma = self.sigma, micro_batches = count,
     step_time = now() - t0, peak_bytes = math.max(totals.peak, peak),
   }
+  if self.scaler then
+    stats.loss_scale, stats.next_loss_scale, stats.skipped = scale_used, self.scaler.scale, skipped
+    stats.overflow_noisy, stats.grad_sigma = noisy, self.grad_sigma
+  end
+  report.add_memory(stats, report.merge(totals.memory, report.snapshot(self.params)))
   for k, v in pairs(totals.extra) do stats[k] = v end
   if totals.extra.correct and n > 0 then stats.accuracy = totals.extra.correct / n end
-  report(self, stats)
+  report.report(self.log, self.metrics, stats)
   return stats
 end
 

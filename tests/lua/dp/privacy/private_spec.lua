@@ -193,7 +193,8 @@ describe("dp.private", function()
     local p = private(m, { log = function(line) lines[#lines + 1] = line end, metrics = path })
     for _ = 1, 2 do p:step() end
     assert.are.equal(2, #lines)
-    assert.truthy(lines[2]:find("^step 2  batch %d+  loss [%d.]+  eps [%d.]+  clipped [%d.]+  %d+ ms  peak [%d.]+ MiB$"))
+    assert.truthy(lines[2]:find("^step 2  batch %d+  loss [%d.]+  eps [%d.]+  clipped [%d.]+  %d+ ms  peak [%d.]+ MiB "
+                                .. "%(act %d+, params %d+, master %d+, optim %d+, per%-sample %d+, grads %d+.*%)$"), lines[2])
     local rows = {}
     for l in io.lines(path) do rows[#rows + 1] = dp.util.json.decode(l) end
     os.remove(path)
@@ -201,6 +202,23 @@ describe("dp.private", function()
     assert.are.equal(2, rows[2].step)
     assert.are.equal(p:epsilon(), rows[2].epsilon)
     for _, k in ipairs{ "loss", "clip_fraction", "step_time", "peak_bytes", "batch_size" } do assert.is_number(rows[2][k], k) end
+  end)
+
+  it("reports memory by category at the step's peak, summing to the peak, in the metrics", function()
+    local m = tiny.new("f32", 1)
+    local p = private(m, { max_physical_batch_size = 3, memory_cap_bytes = 1e12 })   -- peaks reset per micro-batch
+    local st
+    for _ = 1, 2 do st = p:step() end
+    assert.is_true(st.micro_batches > 1)
+    local sum = 0
+    for _, name in ipairs(dp.memory_report.names) do
+      local at, own = st["mem_" .. name], st["mem_peak_" .. name]
+      assert.is_number(at, name)
+      assert.is_true(own >= at, name)   -- a category's own peak is at least its share of the total's
+      sum = sum + at
+    end
+    assert.are.equal(st.peak_bytes, sum)
+    assert.is_true(st.mem_activations > 0)
   end)
 
   it("shows the norm form chosen for each linear weight", function()

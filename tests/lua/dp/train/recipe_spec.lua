@@ -68,6 +68,7 @@ describe("recipes/bert_snli.lua", function()
       local r = json.decode(line)
       if r.dev_accuracy then evals = evals + 1
       elseif r.test_accuracy then test = r.test_accuracy
+      elseif r.precision then assert.equal("fp32", r.precision); assert.equal(0, r.step)
       else
         steps = steps + 1
         for _, k in ipairs { "step", "loss", "accuracy", "epsilon", "clip_fraction", "step_time", "peak_bytes" } do
@@ -109,12 +110,31 @@ describe("recipes/bert_snli.lua", function()
     assert.same(losses(out1), losses(out2))
   end)
 
+  it("trains under --precision with --fp32 modules, and announces a precision changed on resume", function()
+    local out5 = root .. "/mixed"
+    local text, rc = run(TINY .. " --epochs 1 --precision mixed-bf16 --fp32 LayerNorm,classifier --stop-after 2 --out "
+                         .. out5)
+    assert.equal(0, rc, text)
+    assert.truthy(text:find("precision mixed-bf16 (fp32: LayerNorm,classifier)", 1, true), text)
+    assert.truthy(text:find("step 2  batch %d+  loss [%d.]+"), text)
+    text, rc = run("--resume " .. out5 .. " --precision fp32")
+    assert.equal(0, rc, text)
+    assert.truthy(text:find("resuming with --precision fp32 (the checkpoint ran mixed-bf16)", 1, true), text)
+    local marks = {}
+    for line in io.lines(out5 .. "/metrics.jsonl") do
+      local r = json.decode(line)
+      if r.precision then marks[#marks + 1] = ("%d:%s:%s"):format(r.step, r.precision, tostring(r.fp32)) end
+    end
+    assert.same({ "0:mixed-bf16:LayerNorm,classifier", "2:fp32:LayerNorm,classifier" }, marks)
+  end)
+
   it("rejects bad flags with exit status 2 and names the flag", function()
     local cases = {
       { "--epochs zero", "flag --epochs expects an integer >= 1, got 'zero'" },
       { "--bogus 1", "unknown flag --bogus" },
       { "--setup half", "flag --setup expects one of full, last-layers, lora, got 'half'" },
-      { "--precision bf16", "--precision bf16: only fp32 is supported; mixed precision" },
+      { "--precision half", "flag --precision expects one of fp32, bf16, mixed-bf16, mixed-f16, fp8, got 'half'" },
+      { "--fp32 LayerNorm,%", "--fp32: '%' is not a valid Lua pattern" },
       { "--noise", "flag --noise needs a value (one of reproducible, secure)" },
       { "--resume " .. root .. "/nothing", "no checkpoint there" },
       { "--resume " .. out1 .. " --epochs 9", "--epochs 9 differs from the checkpoint's 2" },

@@ -52,7 +52,10 @@ end
 
 -- The optimizer's state_dict split into tensors ("<param>::<key>") and the JSON rest.
 local function split_optimizer(sd)
-  local tensors, order, meta = {}, {}, { kind = sd.kind, step = sd.step, hyper = sd.hyper, state = json.object({}) }
+  -- rounding: the stochastic-rounding seed, counter and per-parameter modes, so that a resumed run
+  -- with bf16 weights draws the same rounding bits as an uninterrupted one.
+  local tensors, order, meta = {}, {}, { kind = sd.kind, step = sd.step, hyper = sd.hyper, state = json.object({}),
+                                         rounding = sd.rounding }
   local names = {}
   for name in pairs(sd.state) do names[#names + 1] = name end
   table.sort(names)
@@ -185,7 +188,8 @@ function M.load(dir)
   local run = read_json(sub .. "/state.json")
   return { dir = sub, manifest = manifest, position = run.position, generators = run.generators, rngs = run.rngs,
            config = run.config, extra = run.extra, ledger_json = read_file(sub .. "/ledger.json"),
-           optimizer_state = { kind = meta.kind, step = meta.step, hyper = meta.hyper, state = state },
+           optimizer_state = { kind = meta.kind, step = meta.step, hyper = meta.hyper, state = state,
+                               rounding = meta.rounding },
            model_path = sub .. "/model.safetensors" }
 end
 

@@ -23,6 +23,8 @@ local function build(opts, resume)
                 attention_probs_dropout_prob = 0.1 }
   local model = dp.nn.BertForSequenceClassification(cfg, { seed = 5, dropout_rng = dp.rng(6) })
   if opts.lora then dp.nn.lora.apply(model, { rank = 2, dropout = 0.1, seed = 7 }) end
+  -- bf16 weights with stochastic rounding: the rounding generator's position must resume too.
+  if opts.bf16 then dp.precision.apply(model, dp.precision.policy({ preset = "bf16", stochastic_rounding = true })) end
   local opt = dp.optim.adamw(model:trainable(), { lr = 1e-2 })
   local run = { params = model:named_parameters(), optimizer = opt, rngs = checkpoint.module_rngs(model),
                 config = { tag = "spec" } }
@@ -60,7 +62,8 @@ local function steps(run, n) for _ = 1, n do run.private:step() end end
 describe("dp.train.checkpoint", function()
   teardown(function() os.execute("rm -rf '" .. tmp_root .. "'") end)
 
-  for _, variant in ipairs { { name = "full model", lora = false }, { name = "LoRA", lora = true } } do
+  for _, variant in ipairs { { name = "full model", lora = false }, { name = "LoRA", lora = true },
+                             { name = "pure bf16 with stochastic rounding", bf16 = true } } do
     describe(variant.name, function()
       it("resumes bit-identically: 6 steps straight = 3 + save + restore + 3", function()
         local straight = build(variant)

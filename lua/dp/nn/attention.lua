@@ -52,9 +52,13 @@ function SelfAttention:forward(x, mask_bias)
   local B, T, H = x:size(1), x:size(2), x:size(3)
   local heads, hd = self.num_heads, self.head_dim
   -- Scaling q rather than the scores touches T*head_dim instead of T*T elements per head.
-  local q = split_heads(self.query(x) * (1 / math.sqrt(hd)), B, T, heads, hd)
-  local k = split_heads(self.key(x), B, T, heads, hd)
-  local v = split_heads(self.value(x), B, T, heads, hd)
+  -- The projections follow their own precision rules; the scores and the weighted sum are this
+  -- module's ops, so they run in its compute dtype (a query kept in fp32 meets a bf16 key here).
+  local dt = self:compute_dtype()
+  local function own(t) return (dt and t:dtype() ~= dt) and t:cast(dt) or t end
+  local q = split_heads(own(self.query(x)) * (1 / math.sqrt(hd)), B, T, heads, hd)
+  local k = split_heads(own(self.key(x)), B, T, heads, hd)
+  local v = split_heads(own(self.value(x)), B, T, heads, hd)
   local scores = q:matmul(k:transpose(3, 4))                    -- (B, heads, T, T)
   if mask_bias then scores = scores + mask_bias end
   local probs = self.dropout(scores:softmax(4))

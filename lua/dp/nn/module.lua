@@ -71,6 +71,13 @@ function Module:param(name)
   return precision.param(self, st, name)
 end
 
+-- The dtype name this module's own ops compute in under its precision rule ("bf16", ...; fp8
+-- rules: "bf16"), or nil when no policy casts anything (inputs keep their dtype).
+function Module:compute_dtype()
+  local st = self._precision
+  return st and st.boundary or nil
+end
+
 -- The precision policy put on this model with dp.precision.apply (nil if none).
 function Module:precision_policy()
   return self._precision_policy or (self._precision and self._precision.policy)

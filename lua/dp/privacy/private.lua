@@ -248,6 +248,8 @@ function M.new(opts)
       or sampler.shuffle{ n = self.dataset_size, batch_size = math.floor(self.expected_batch + 0.5),
                           generator = self.sampler_rng }
   end
+  -- The REPL's step(n) and inspection helpers act on the newest run.
+  require("dp.repl.runs").register(self)
   return self
 end
 

@@ -22,6 +22,11 @@ local function with_category(name, fn, ...)
 end
 
 local C, raise = dpffi.C, dpffi.raise
+-- dprun's REPL host (absent under busted or a plain luajit): lets a step defer Ctrl-C.
+local repl_host = (function()
+  local ok, host = pcall(require, "dp.repl.host")
+  return ok and type(host) == "table" and host.defer and host or nil
+end)()
 
 local M = {}
 
@@ -178,17 +183,26 @@ local function logical_step(self, n, count, get)
   -- The gradient noise is drawn first, then the count's: with a scale that never overflows the
   -- update is the one without loss scaling (same draws), and a skip changes no later draw.
   local expected = self.expected_batch or n
-  self.engine:finish(self.noise, self.grad_sigma * self.sensitivity, 1 / math.max(expected, 1e-300))
-  local skipped, noisy = overflow_decision(self, totals.nonfinite)
-  if not skipped then self.optimizer:step() end   -- skipped: the noisy sums are dropped, the step counts
+  -- From the noise to the ledger nothing may stop halfway: the ledger is written as soon as the
+  -- noisy sums exist (before the update, so a failing update still counts), and under dprun's REPL
+  -- a Ctrl-C waits until the section closes.
+  if repl_host then repl_host.defer(true) end
+  local skipped, noisy
+  local done, failure = pcall(function()
+    self.engine:finish(self.noise, self.grad_sigma * self.sensitivity, 1 / math.max(expected, 1e-300))
+    skipped, noisy = overflow_decision(self, totals.nonfinite)
+    self.ledger:record{ q = self.sample_rate, sigma = self.sigma, clip = self.sensitivity, batch_size = n,
+                        sampling = self.sampling, noise_mode = self.noise_mode,
+                        noise_seed = self.noise_mode == "reproducible" and self.noise:state().seed or 0,
+                        noise_counter_before = noise_before, noise_counter_after = self.noise:state().counter,
+                        sampler_counter_before = sampler_before,
+                        sampler_counter_after = self.sampler_rng:state().counter,
+                        skipped = skipped, aux_sigma = self.aux_sigma }
+    if not skipped then self.optimizer:step() end   -- skipped: the noisy sums are dropped, the step counts
+  end)
   for _, p in ipairs(self.params) do p.tensor:set_grad(nil) end
-  self.ledger:record{ q = self.sample_rate, sigma = self.sigma, clip = self.sensitivity, batch_size = n,
-                      sampling = self.sampling, noise_mode = self.noise_mode,
-                      noise_seed = self.noise_mode == "reproducible" and self.noise:state().seed or 0,
-                      noise_counter_before = noise_before, noise_counter_after = self.noise:state().counter,
-                      sampler_counter_before = sampler_before,
-                      sampler_counter_after = self.sampler_rng:state().counter,
-                      skipped = skipped, aux_sigma = self.aux_sigma }
+  if repl_host then repl_host.defer(false) end
+  if not done then error(failure, 0) end
   local _, peak = require("dp").memory()
   local finite = n - totals.nonfinite
   local stats = {

@@ -37,8 +37,9 @@ target_compile_options(dpcuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wno-unused-parameter,-Wno-unused-function,-fno-strict-aliasing>
   $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra -Wno-unused-parameter -fno-strict-aliasing>)
 # The random kernels must round exactly like the CPU: no multiply-add contraction (core/philox.h).
-set_source_files_properties(${CMAKE_SOURCE_DIR}/kernels/cuda/random.cu PROPERTIES
-  COMPILE_OPTIONS "-fmad=false")
+set_source_files_properties(
+  ${CMAKE_SOURCE_DIR}/kernels/cuda/random.cu ${CMAKE_SOURCE_DIR}/kernels/cuda/noise.cu
+  PROPERTIES COMPILE_OPTIONS "-fmad=false")
 
 get_target_property(DP_CORE_OUTPUT_DIR dpcore LIBRARY_OUTPUT_DIRECTORY)
 if(NOT DP_CORE_OUTPUT_DIR)

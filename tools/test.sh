@@ -28,7 +28,16 @@ ctest_suite() {
   if [ -n "$line" ]; then
     bad=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
     total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
-    count "$name" $((total - bad)) "$bad"
+    # Tests that exit DP_TEST_SKIP (77: no GPU here) show as "***Skipped" with their reason.
+    local skip
+    skip=$(grep -c '\*\*\*Skipped' "$log")
+    if [ "$skip" -gt 0 ]; then   # say why, once: ctest keeps a skipped test's output to itself
+      local first
+      first=$(grep -E '^\s+[0-9]+ - .* \(Skipped\)' "$log" | head -n 1 | sed -E 's/^\s+[0-9]+ - ([^ ]+).*/\1/')
+      [ -n "$first" ] && [ -x "$dir/$first" ] &&
+        echo "$name: $skip skipped, e.g. $first: $(env "$@" "$dir/$first" 2>&1 | head -n 1)"
+    fi
+    count "$name" $((total - bad - skip)) "$bad" "$skip"
   elif grep -q 'No tests were found' "$log"; then
     count "$name" 0 0
   else

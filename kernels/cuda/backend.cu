@@ -1,22 +1,16 @@
 // backend.cu: the CUDA op table and its entry point dp_cuda_backend(), which core/device.c
-// finds with dlsym. Storage, fill, same-dtype copies and the random kernels live here; the kernel
+// finds with dlsym. Storage and the random kernels live here; the kernel
 // families register their entries from their own files (dp_cuda_register_*).
 #include <stdio.h>
 #include "cuda_common.h"
+#include "allocator.h"
 
 // ---------------------------------------------------------------- storage
 
-static void *cuda_alloc(size_t bytes) {
-    void *p = NULL;
-    cudaError_t err = cudaMalloc(&p, bytes);
-    if (err != cudaSuccess) {
-        dp_fail(DP_ENOMEM, "alloc: cudaMalloc(%zu bytes) failed: %s", bytes, cudaGetErrorString(err));
-        return NULL;
-    }
-    return p;
-}
+// The caching allocator (allocator.cu) keeps freed blocks for reuse (DP_CUDA_CACHE=0: off).
+static void *cuda_alloc(size_t bytes) { return dp_cuda_alloc(bytes, "alloc"); }
 
-static void cuda_free(void *ptr) { cudaFree(ptr); }
+static void cuda_free(void *ptr) { dp_cuda_free(ptr); }
 
 static int cuda_memcpy_h2d(void *dst, const void *src, size_t bytes) {
     return dp_cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "memcpy_h2d",
@@ -26,45 +20,6 @@ static int cuda_memcpy_h2d(void *dst, const void *src, size_t bytes) {
 static int cuda_memcpy_d2h(void *dst, const void *src, size_t bytes) {
     return dp_cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "memcpy_d2h",
                          "cudaMemcpy(device to host)");
-}
-
-// ---------------------------------------------------------------- fill and copy
-
-// Every element gets the same bit pattern (1, 2, 4 or 8 bytes), computed once on the host.
-__global__ void fill_kernel(void *out, int64_t n, int32_t size, uint64_t pattern) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        switch (size) {
-        case 1: ((uint8_t *)out)[i] = (uint8_t)pattern; break;
-        case 2: ((uint16_t *)out)[i] = (uint16_t)pattern; break;
-        case 4: ((uint32_t *)out)[i] = (uint32_t)pattern; break;
-        default: ((uint64_t *)out)[i] = pattern; break;
-        }
-    }
-}
-
-static int cuda_fill(dp_tensor *out, double value) {
-    if (!dp_tensor_is_contiguous(out))
-        return dp_fail(DP_EUNSUPPORTED, "fill: strided %s not supported on cuda yet",
-                       dp_tensor_desc(out));
-    int64_t n = dp_tensor_numel(out);
-    if (n == 0) return 0;
-    uint64_t pattern = 0;
-    dp_store_f64(&pattern, out->dtype, 0, value);   // the host's rounding, little-endian
-    fill_kernel<<<dp_cuda_grid(n), DP_CUDA_THREADS>>>(out->data, n, dp_dtype_size(out->dtype),
-                                                      pattern);
-    return dp_cuda_check_launch("fill", "fill_kernel");
-}
-
-static int cuda_copy(dp_tensor *out, const dp_tensor *src) {
-    if (out->dtype != src->dtype || !dp_tensor_is_contiguous(out) || !dp_tensor_is_contiguous(src))
-        return dp_fail(DP_EUNSUPPORTED,
-                       "copy: only same-dtype contiguous copies on cuda so far (%s from %s)",
-                       dp_tensor_desc(out), dp_tensor_desc(src));
-    size_t bytes = (size_t)dp_tensor_numel(out) * (size_t)dp_dtype_size(out->dtype);
-    if (bytes == 0) return 0;
-    return dp_cuda_check(cudaMemcpy(out->data, src->data, bytes, cudaMemcpyDeviceToDevice), "copy",
-                         "cudaMemcpy(device to device)");
 }
 
 // ---------------------------------------------------------------- not yet on cuda
@@ -146,8 +101,6 @@ static void build_table(void) {
     t->free = cuda_free;
     t->memcpy_h2d = cuda_memcpy_h2d;
     t->memcpy_d2h = cuda_memcpy_d2h;
-    t->fill = cuda_fill;
-    t->copy = cuda_copy;
     t->binary = cuda_binary;
     t->unary = cuda_unary;
     t->unary_backward = cuda_unary_backward;

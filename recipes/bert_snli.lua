@@ -34,6 +34,8 @@ local spec = {
   { "max_length", "int", 32, "longest tokenised pair", min = 3 },
   { "lora_rank", "int", 8, "LoRA rank", min = 1 },
   { "stop_after", "int", nil, "stop (with a checkpoint) after this many steps in this run", min = 1 },
+  { "device", "choice", "auto", "where the model and data live (auto: the GPU if there is one, else the CPU)",
+    choices = { "auto", "cuda", "cpu" } },
 }
 for _, f in ipairs(train.precision.flags) do spec[#spec + 1] = f end
 local cfg = flags.parse_or_exit(spec, arg, PROG)
@@ -41,7 +43,7 @@ local resume, note
 if cfg.resume then
   local dir = checkpoint.find(cfg.resume) or flags.exit_usage("--resume " .. cfg.resume .. ": no checkpoint there", PROG)
   resume = checkpoint.load(dir)
-  local merged, msg = train.precision.merge_resume(cfg, resume.config, { "resume", "out", "stop_after" })
+  local merged, msg = train.precision.merge_resume(cfg, resume.config, { "resume", "out", "stop_after", "device" })
   cfg, note = merged or flags.exit_usage(msg, PROG), msg
   if note then print(note) end
 end
@@ -52,7 +54,9 @@ if cfg.data and not cfg.model then flags.exit_usage("--data needs --model (its v
 local out = cfg.out
 nli.mkdirs(out, PROG)
 
--- model
+-- model (built on the device: new tensors go there)
+local ok_device, device = pcall(dp.device, cfg.device)
+if not ok_device then flags.exit_usage("--device " .. cfg.device .. ": " .. tostring(device):gsub("^.-:%d+: ", ""), PROG) end
 local vocab_path = cfg.model and cfg.model .. "/vocab.txt"
 local data_dir = cfg.data
 if not data_dir then
@@ -69,12 +73,13 @@ if cfg.model and not resume then train.bert.load(model, cfg.model, head_fits) en
 if cfg.setup == "lora" then dp.nn.lora.apply(model, { rank = cfg.lora_rank, seed = cfg.seed })
 elseif cfg.setup == "last-layers" then dp.nn.lora.last_layers(model, { layers = 1 }) end
 dp.precision.apply(model, policy)
-print(("model: %d parameters, %d trained (setup %s, precision %s)"):format(model:num_parameters(),
-  model:num_parameters{ trainable_only = true }, cfg.setup, train.precision.describe(cfg)))
+print(("model: %d parameters, %d trained (setup %s, precision %s, device %s)"):format(model:num_parameters(),
+  model:num_parameters{ trainable_only = true }, cfg.setup, train.precision.describe(cfg), device))
 
 -- data
 local max_length = math.min(cfg.max_length, bert_cfg.max_position_embeddings)
 local splits = nli.load(data_dir, tok, { max_length = max_length, cache_dir = out .. "/cache" })
+for _, split in pairs(splits) do dp.device.move_tensors(split, device) end   -- batches are gathered there
 local N = splits.train.n
 print(("data: %s: %d train, %d dev, %d test pairs (%d train lines labelled '-' dropped), length %d")
   :format(data_dir, N, splits.dev.n, splits.test.n, splits.train.dropped, splits.train.input_ids:size(2)))

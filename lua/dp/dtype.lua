@@ -17,6 +17,7 @@ M.device_names = { [0] = "cpu", [1] = "cuda" }
 local devices = { cpu = 0, cuda = 1 }
 
 local default_dtype = 0   -- f32
+local default_device = 0  -- cpu; dp.device("cuda") changes it (lua/dp/device.lua)
 local by_name = {}        -- cache of dp_dtype_from_name results (aliases included)
 
 -- The enum value for a dtype given by name or value; op names the caller in errors.
@@ -49,6 +50,17 @@ function M.parse_device(device, op)
   if value then return value end
   raise(("%s: unknown device %s (expected cpu or cuda)"):format(op or "device", tostring(device)))
 end
+
+-- The device for a constructor's opts.device: that device, or the default one when nil.
+function M.resolve_device(device, op)
+  if device == nil then return default_device end
+  return M.parse_device(device, op)
+end
+
+function M.set_default_device(device)
+  default_device = M.parse_device(device, "set_default_device")
+end
+function M.get_default_device() return M.device_names[default_device] end
 
 function M.set_default(dtype) default_dtype = M.parse(dtype, "set_default_dtype") end
 function M.get_default() return M.names[default_dtype] end

@@ -1,6 +1,7 @@
 -- dp.factory: tensor constructors (dp.tensor, dp.zeros, dp.randn, ...). Shapes are tables
 -- ({2, 3}) or leading numbers (2, 3); options are a dtype name or {dtype=, device=,
--- requires_grad=}. The default dtype is f32 (dp.set_default_dtype).
+-- requires_grad=}. The default dtype is f32 (dp.set_default_dtype), the default device the CPU
+-- (dp.device("cuda") changes it).
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local args = require "dp.tensor_args"
@@ -17,9 +18,10 @@ local function finish(t, opts)
   return t
 end
 
--- The tensor moved to opts.device when that is not the CPU (constructors build on the host).
+-- The tensor moved to opts.device (or the default device) when that is not the CPU
+-- (constructors from Lua values build on the host).
 local function place(t, opts, op)
-  local device = dtype.parse_device(opts.device, op)
+  local device = dtype.resolve_device(opts.device, op)
   if device == 0 then return t end
   local p = t.ptr
   local out = wrap(C.dp_tensor_empty(p.dtype, device, p.ndim, p.shape))
@@ -66,7 +68,7 @@ local function make(op, build)
   return function(...)
     local n, dims, opts = args.shape(op, ...)
     opts = args.options(opts)
-    local t = wrap(build(dtype.parse(opts.dtype, op), dtype.parse_device(opts.device, op), n,
+    local t = wrap(build(dtype.parse(opts.dtype, op), dtype.resolve_device(opts.device, op), n,
                          dims, opts))
     return finish(t, opts)
   end
@@ -84,7 +86,7 @@ function M.full(shape, value, opts)
   local n, dims = args.shape("full", shape)
   opts = args.options(opts)
   local t = wrap(C.dp_tensor_full(dtype.parse(opts.dtype, "full"),
-                                  dtype.parse_device(opts.device, "full"), n, dims, value))
+                                  dtype.resolve_device(opts.device, "full"), n, dims, value))
   return finish(t, opts)
 end
 

@@ -140,45 +140,9 @@ void dp_bf16_to_f32_array(float *out, const uint16_t *in, int64_t n) {
 
 /* ---------------------------------------------------------------- element access */
 
-/* Float -> integer stores truncate toward zero (like a C cast and NumPy's astype), saturate at
- * the type's limits instead of invoking undefined behaviour, and store NaN as 0. u8 holds the
- * integer value (2.7 -> 2, -1 -> 0, 300 -> 255), not a normalised boolean. */
-static int64_t to_int_sat(double v, double lo, double hi_excl, int64_t lo_i, int64_t hi_i) {
-    if (v != v) return 0;
-    if (v <= lo) return lo_i;
-    if (v >= hi_excl) return hi_i;
-    return (int64_t)v;
-}
+double dp_load_f64(const void *p, dp_dtype dtype, int64_t i) { return dp_cast_load(p, dtype, i); }
 
-double dp_load_f64(const void *p, dp_dtype dtype, int64_t i) {
-    switch (dtype) {
-    case DP_F32: return ((const float *)p)[i];
-    case DP_F64: return ((const double *)p)[i];
-    case DP_BF16: return dp_cast_bf16_to_f32(((const uint16_t *)p)[i]);
-    case DP_F16: return dp_cast_f16_to_f32(((const uint16_t *)p)[i]);
-    case DP_FP8_E4M3: return dp_cast_e4m3_to_f32(((const uint8_t *)p)[i]);
-    case DP_FP8_E5M2: return dp_cast_e5m2_to_f32(((const uint8_t *)p)[i]);
-    case DP_I32: return ((const int32_t *)p)[i];
-    case DP_I64: return (double)((const int64_t *)p)[i];
-    case DP_U8: return ((const uint8_t *)p)[i];
-    default: return 0;
-    }
-}
-
-void dp_store_f64(void *p, dp_dtype dtype, int64_t i, double v) {
-    if (dp_cast_store_float(p, dtype, i, v)) return;
-    switch (dtype) {
-    case DP_I32:
-        ((int32_t *)p)[i] = (int32_t)to_int_sat(v, -2147483648.0, 2147483648.0, INT32_MIN, INT32_MAX);
-        break;
-    case DP_I64:
-        ((int64_t *)p)[i] = to_int_sat(v, -9223372036854775808.0, 9223372036854775808.0,
-                                       INT64_MIN, INT64_MAX);
-        break;
-    case DP_U8: ((uint8_t *)p)[i] = (uint8_t)to_int_sat(v, 0.0, 256.0, 0, 255); break;
-    default: break;
-    }
-}
+void dp_store_f64(void *p, dp_dtype dtype, int64_t i, double v) { dp_cast_store(p, dtype, i, v); }
 
 float dp_load_f32(const void *p, dp_dtype dtype, int64_t i) {
     switch (dtype) {

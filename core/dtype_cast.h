@@ -120,4 +120,45 @@ DP_CAST_FN int dp_cast_store_float(void *p, dp_dtype dtype, int64_t i, double v)
     }
 }
 
+/* Element i of any dtype as a double (integers exactly up to 2^53). */
+DP_CAST_FN double dp_cast_load(const void *p, dp_dtype dtype, int64_t i) {
+    switch (dtype) {
+    case DP_F32: return ((const float *)p)[i];
+    case DP_F64: return ((const double *)p)[i];
+    case DP_BF16: return dp_cast_bf16_to_f32(((const uint16_t *)p)[i]);
+    case DP_F16: return dp_cast_f16_to_f32(((const uint16_t *)p)[i]);
+    case DP_FP8_E4M3: return dp_cast_e4m3_to_f32(((const uint8_t *)p)[i]);
+    case DP_FP8_E5M2: return dp_cast_e5m2_to_f32(((const uint8_t *)p)[i]);
+    case DP_I32: return ((const int32_t *)p)[i];
+    case DP_I64: return (double)((const int64_t *)p)[i];
+    case DP_U8: return ((const uint8_t *)p)[i];
+    default: return 0;
+    }
+}
+
+/* Float -> integer as a cast does: truncate toward zero and saturate, NaN -> 0 (for u8 masks
+ * the integer value: 2.7 -> 2, -1 -> 0, 300 -> 255, not a normalised boolean). */
+DP_CAST_FN int64_t dp_cast_int_sat(double v, double lo, double hi_excl, int64_t lo_i, int64_t hi_i) {
+    if (v != v) return 0;
+    if (v <= lo) return lo_i;
+    if (v >= hi_excl) return hi_i;
+    return (int64_t)v;
+}
+
+/* v into element i of any dtype: floats rounded once to nearest even, integers saturated. */
+DP_CAST_FN void dp_cast_store(void *p, dp_dtype dtype, int64_t i, double v) {
+    if (dp_cast_store_float(p, dtype, i, v)) return;
+    switch (dtype) {
+    case DP_I32:
+        ((int32_t *)p)[i] = (int32_t)dp_cast_int_sat(v, -2147483648.0, 2147483648.0, INT32_MIN, INT32_MAX);
+        break;
+    case DP_I64:
+        ((int64_t *)p)[i] = dp_cast_int_sat(v, -9223372036854775808.0, 9223372036854775808.0,
+                                            INT64_MIN, INT64_MAX);
+        break;
+    case DP_U8: ((uint8_t *)p)[i] = (uint8_t)dp_cast_int_sat(v, 0.0, 256.0, 0, 255); break;
+    default: break;
+    }
+}
+
 #endif

@@ -67,18 +67,7 @@ static __device__ __forceinline__ void dp_cu_offsets(const dp_cu_geom &g, int64_
  * Same results as dp_load_f64 / dp_store_f64 / dp_load_f32 / dp_store_f32 in core/dtype.c. */
 
 static __device__ __forceinline__ double dp_cu_load_f64(const void *p, dp_dtype t, int64_t i) {
-    switch (t) {
-    case DP_F32: return ((const float *)p)[i];
-    case DP_F64: return ((const double *)p)[i];
-    case DP_BF16: return dp_cast_bf16_to_f32(((const uint16_t *)p)[i]);
-    case DP_F16: return dp_cast_f16_to_f32(((const uint16_t *)p)[i]);
-    case DP_FP8_E4M3: return dp_cast_e4m3_to_f32(((const uint8_t *)p)[i]);
-    case DP_FP8_E5M2: return dp_cast_e5m2_to_f32(((const uint8_t *)p)[i]);
-    case DP_I32: return ((const int32_t *)p)[i];
-    case DP_I64: return (double)((const int64_t *)p)[i];
-    case DP_U8: return ((const uint8_t *)p)[i];
-    default: return 0;
-    }
+    return dp_cast_load(p, t, i);
 }
 
 static __device__ __forceinline__ float dp_cu_load_f32(const void *p, dp_dtype t, int64_t i) {
@@ -92,28 +81,8 @@ static __device__ __forceinline__ float dp_cu_load_f32(const void *p, dp_dtype t
     }
 }
 
-/* Float -> integer: truncate toward zero, saturate, NaN -> 0 (core/dtype.c to_int_sat). */
-static __device__ __forceinline__ int64_t dp_cu_int_sat(double v, double lo, double hi_excl,
-                                                        int64_t lo_i, int64_t hi_i) {
-    if (v != v) return 0;
-    if (v <= lo) return lo_i;
-    if (v >= hi_excl) return hi_i;
-    return (int64_t)v;
-}
-
 static __device__ __forceinline__ void dp_cu_store_f64(void *p, dp_dtype t, int64_t i, double v) {
-    if (dp_cast_store_float(p, t, i, v)) return;
-    switch (t) {
-    case DP_I32:
-        ((int32_t *)p)[i] = (int32_t)dp_cu_int_sat(v, -2147483648.0, 2147483648.0, INT32_MIN, INT32_MAX);
-        break;
-    case DP_I64:
-        ((int64_t *)p)[i] = dp_cu_int_sat(v, -9223372036854775808.0, 9223372036854775808.0,
-                                          INT64_MIN, INT64_MAX);
-        break;
-    case DP_U8: ((uint8_t *)p)[i] = (uint8_t)dp_cu_int_sat(v, 0.0, 256.0, 0, 255); break;
-    default: break;
-    }
+    dp_cast_store(p, t, i, v);
 }
 
 /* f32 -> f16 and fp8 round once from the exact double, like the CPU's F16C path. */

@@ -38,10 +38,10 @@ int dp_cuda_binary(dp_tensor *out, const dp_tensor *a, const dp_tensor *b, dp_bi
     dp_cu_geom_init(&g, 3, ts);
     if (g.numel == 0) return 0;
     if (out->dtype == DP_F64)
-        binary_kernel<double><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+        binary_kernel<double><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             g, out->data, out->dtype, a->data, a->dtype, b->data, b->dtype, op);
     else
-        binary_kernel<float><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+        binary_kernel<float><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             g, out->data, out->dtype, a->data, a->dtype, b->data, b->dtype, op);
     return dp_cuda_check_launch("binary", "binary_kernel");
 }
@@ -70,10 +70,10 @@ int dp_cuda_axpy(dp_tensor *dst, double alpha, const dp_tensor *src) {
     dp_cu_geom_init(&g, 2, ts);
     if (g.numel == 0) return 0;
     if (dst->dtype == DP_F64)
-        axpy_kernel<double><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+        axpy_kernel<double><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             g, dst->data, dst->dtype, src->data, src->dtype, alpha);
     else
-        axpy_kernel<float><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+        axpy_kernel<float><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             g, dst->data, dst->dtype, src->data, src->dtype, (float)alpha);
     return dp_cuda_check_launch("axpy", "axpy_kernel");
 }
@@ -107,7 +107,7 @@ int dp_cuda_masked_fill(dp_tensor *out, const dp_tensor *x, const dp_tensor *mas
     if (g.numel == 0) return 0;
     uint64_t bits = 0;
     dp_store_f64(&bits, out->dtype, 0, value);   // the host's rounding, little-endian
-    masked_fill_kernel<<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+    masked_fill_kernel<<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
         g, out->data, x->data, (const uint8_t *)mask->data, dp_dtype_size(out->dtype), bits);
     return dp_cuda_check_launch("masked_fill", "masked_fill_kernel");
 }

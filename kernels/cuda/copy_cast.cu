@@ -27,7 +27,7 @@ int dp_cuda_fill(dp_tensor *out, double value) {
     if (g.numel == 0) return 0;
     uint64_t pattern = 0;
     dp_store_f64(&pattern, out->dtype, 0, value);   // the host's rounding, little-endian
-    fill_strided_kernel<<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(g, out->data,
+    fill_strided_kernel<<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(g, out->data,
                                                                     dp_dtype_size(out->dtype), pattern);
     return dp_cuda_check_launch("fill", "fill_strided_kernel");
 }
@@ -70,12 +70,12 @@ int dp_cuda_copy(dp_tensor *out, const dp_tensor *src) {
         // One contiguous run in both (after merging): a plain device-to-device copy.
         if (g.ndim == 1 && g.stride[0][0] == 1 && g.stride[1][0] == 1)
             return dp_cuda_check(cudaMemcpyAsync(out->data, src->data, (size_t)g.numel * (size_t)size,
-                                                 cudaMemcpyDeviceToDevice),
+                                                 cudaMemcpyDeviceToDevice, dp_cuda_stream()),
                                  "copy", "cudaMemcpyAsync(device to device)");
-        copy_same_kernel<<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(g, out->data, src->data, size);
+        copy_same_kernel<<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(g, out->data, src->data, size);
         return dp_cuda_check_launch("copy", "copy_same_kernel");
     }
-    copy_cast_kernel<<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(g, out->data, out->dtype, src->data,
+    copy_cast_kernel<<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(g, out->data, out->dtype, src->data,
                                                                  src->dtype);
     return dp_cuda_check_launch("copy", "copy_cast_kernel");
 }

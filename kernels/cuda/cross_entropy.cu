@@ -77,11 +77,11 @@ int dp_cuda_cross_entropy(dp_tensor *loss, dp_tensor *lse, const dp_tensor *logi
     int64_t N = logits->shape[0], C = logits->shape[1];
     if (N == 0) return 0;
     if (logits->dtype == DP_F64)
-        cross_entropy_kernel<double><<<nn_row_grid(N), CE_THREADS>>>(
+        cross_entropy_kernel<double><<<nn_row_grid(N), CE_THREADS, 0, dp_cuda_stream()>>>(
             loss->data, loss->dtype, lse->data, lse->dtype, logits->data, logits->dtype,
             labels->data, labels->dtype, N, C, ignore_index);
     else
-        cross_entropy_kernel<float><<<nn_row_grid(N), CE_THREADS>>>(
+        cross_entropy_kernel<float><<<nn_row_grid(N), CE_THREADS, 0, dp_cuda_stream()>>>(
             loss->data, loss->dtype, lse->data, lse->dtype, logits->data, logits->dtype,
             labels->data, labels->dtype, N, C, ignore_index);
     return dp_cuda_check_launch("cross_entropy", "cross_entropy_kernel");
@@ -97,11 +97,11 @@ int dp_cuda_cross_entropy_backward(dp_tensor *glogits, const dp_tensor *gloss,
     int64_t gs = gloss->ndim ? gloss->stride[0] : 0;   // 0: one scalar read by every row
     if (N == 0 || C == 0) return 0;
     if (logits->dtype == DP_F64)
-        cross_entropy_backward_kernel<double><<<dp_cuda_grid(N * C), DP_CUDA_THREADS>>>(
+        cross_entropy_backward_kernel<double><<<dp_cuda_grid(N * C), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             glogits->data, glogits->dtype, gloss->data, gloss->dtype, gs, logits->data,
             logits->dtype, lse->data, lse->dtype, labels->data, labels->dtype, N, C, ignore_index);
     else
-        cross_entropy_backward_kernel<float><<<dp_cuda_grid(N * C), DP_CUDA_THREADS>>>(
+        cross_entropy_backward_kernel<float><<<dp_cuda_grid(N * C), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             glogits->data, glogits->dtype, gloss->data, gloss->dtype, gs, logits->data,
             logits->dtype, lse->data, lse->dtype, labels->data, labels->dtype, N, C, ignore_index);
     return dp_cuda_check_launch("cross_entropy_backward", "cross_entropy_backward_kernel");

@@ -20,6 +20,12 @@ static inline int dp_cuda_check_launch(const char *op, const char *kernel) {
     return dp_cuda_check(cudaGetLastError(), op, kernel);
 }
 
+/* The one stream every kernel, copy, memset and cuBLAS(Lt) call of the backend is queued on
+ * (created on first use, non-blocking: it never waits on the legacy default stream). One stream
+ * keeps the ops in program order, so a block the caching allocator hands out again is only
+ * touched after the kernels that used it before (stream-ordered reuse). */
+cudaStream_t dp_cuda_stream(void);
+
 enum { DP_CUDA_THREADS = 256 };
 
 /* Grid for a grid-stride loop over n work items. */

@@ -56,7 +56,7 @@ int dp_cuda_gather_rows(dp_tensor *out, const dp_tensor *weight, const dp_tensor
     if (size != 1 && size != 2 && size != 4 && size != 8)
         return dp_fail(DP_EUNSUPPORTED, "gather_rows: %s on cuda (elements of 1, 2, 4 or 8 bytes)",
                        dp_tensor_desc(weight));
-    gather_rows_kernel<<<dp_cuda_grid(n * D), DP_CUDA_THREADS>>>(out->data, weight->data, size,
+    gather_rows_kernel<<<dp_cuda_grid(n * D), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(out->data, weight->data, size,
                                                                 indices->data, indices->dtype, n, D);
     return dp_cuda_check_launch("gather_rows", "gather_rows_kernel");
 }
@@ -72,15 +72,15 @@ int dp_cuda_scatter_add_rows(dp_tensor *dst, const dp_tensor *indices, const dp_
     if (n == 0 || D == 0) return 0;
     switch (dst->dtype) {
     case DP_F32:
-        scatter_atomic_kernel<float><<<dp_cuda_grid(n * D), DP_CUDA_THREADS>>>(
+        scatter_atomic_kernel<float><<<dp_cuda_grid(n * D), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             (float *)dst->data, indices->data, indices->dtype, (const float *)src->data, n, D);
         break;
     case DP_F64:
-        scatter_atomic_kernel<double><<<dp_cuda_grid(n * D), DP_CUDA_THREADS>>>(
+        scatter_atomic_kernel<double><<<dp_cuda_grid(n * D), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             (double *)dst->data, indices->data, indices->dtype, (const double *)src->data, n, D);
         break;
     default:
-        scatter_ordered_kernel<<<dp_cuda_grid(D), DP_CUDA_THREADS>>>(
+        scatter_ordered_kernel<<<dp_cuda_grid(D), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             dst->data, indices->data, indices->dtype, src->data, dst->dtype, n, D);
         break;
     }

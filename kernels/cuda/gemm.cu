@@ -26,7 +26,7 @@ static int lt_check(cublasStatus_t st, const char *call) {
                    (int)st);
 }
 
-// The shared handle and 32 MiB workspace, created on first use. Calls on the default stream run
+// The shared handle and 32 MiB workspace, created on first use. Calls on the backend's one stream (dp_cuda_stream) run
 // one after another, so sharing the workspace between host threads is safe.
 static int lt_setup(cublasLtHandle_t *h, void **ws) {
     int rc = 0;
@@ -187,7 +187,7 @@ static int lt_matmul(const lt_types &ty, const operand &a, const operand &b, int
                      "M %lld, N %lld, K %lld, batch %lld (alignments a %u, b %u, out %u bytes)",
                      (long long)M, (long long)N, (long long)K, (long long)count, al_a, al_b, al_c);
     LT(cublasLtMatmul(h, desc, alpha_p, b_data, lb, a_data, la, beta_p, c_data, lc, c_data, lc,
-                      &heur.algo, ws, WORKSPACE_BYTES, 0), "cublasLtMatmul");
+                      &heur.algo, ws, WORKSPACE_BYTES, dp_cuda_stream()), "cublasLtMatmul");
 #undef LT
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (lc) cublasLtMatrixLayoutDestroy(lc);
@@ -257,15 +257,15 @@ static int gemm_fp8(dp_dtype dtype, const operand &a, const operand &b, void *ou
     dp_mem_scratch(DP_CUDA, (int64_t)bytes);
     float *wc = (float *)scratch;
     uint16_t *wa = (uint16_t *)(scratch + (size_t)nc * 4), *wb = wa + na;
-    widen_fp8_kernel<<<dp_cuda_grid(na), DP_CUDA_THREADS>>>(wa, (const uint8_t *)a.data, dtype, na);
-    widen_fp8_kernel<<<dp_cuda_grid(nb), DP_CUDA_THREADS>>>(wb, (const uint8_t *)b.data, dtype, nb);
+    widen_fp8_kernel<<<dp_cuda_grid(na), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(wa, (const uint8_t *)a.data, dtype, na);
+    widen_fp8_kernel<<<dp_cuda_grid(nb), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(wb, (const uint8_t *)b.data, dtype, nb);
     if (beta != 0)
-        fp8_out_kernel<<<dp_cuda_grid(nc), DP_CUDA_THREADS>>>(wc, (uint8_t *)out, dtype, nc, 0);
+        fp8_out_kernel<<<dp_cuda_grid(nc), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(wc, (uint8_t *)out, dtype, nc, 0);
     rc = dp_cuda_check_launch("gemm", "widen_fp8_kernel");
     lt_types ty = {CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
     if (!rc) rc = run_batch(ty, a, b, wa, wb, wc, batch, M, N, K, alpha, beta, 2, 4);
     if (!rc) {
-        fp8_out_kernel<<<dp_cuda_grid(nc), DP_CUDA_THREADS>>>(wc, (uint8_t *)out, dtype, nc, 1);
+        fp8_out_kernel<<<dp_cuda_grid(nc), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(wc, (uint8_t *)out, dtype, nc, 1);
         rc = dp_cuda_check_launch("gemm", "fp8_out_kernel");
     }
     // cudaFree waits for the queued work, so the scratch outlives the kernels that read it.
@@ -306,12 +306,12 @@ int dp_cuda_gemm(dp_tensor *out, const dp_tensor *a, const dp_tensor *b, int32_t
     int64_t n = batch * M * N;
     if (K == 0) {
         if (beta == 0)
-            return dp_cuda_check(cudaMemset(out->data, 0, (size_t)n * dp_dtype_size(dtype)), "gemm",
-                                 "cudaMemset(out)");
+            return dp_cuda_check(cudaMemsetAsync(out->data, 0, (size_t)n * dp_dtype_size(dtype), dp_cuda_stream()), "gemm",
+                                 "cudaMemsetAsync(out)");
         if (dtype == DP_F64)
-            scale_kernel<double><<<dp_cuda_grid(n), DP_CUDA_THREADS>>>(out->data, dtype, n, beta);
+            scale_kernel<double><<<dp_cuda_grid(n), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(out->data, dtype, n, beta);
         else
-            scale_kernel<float><<<dp_cuda_grid(n), DP_CUDA_THREADS>>>(out->data, dtype, n, beta);
+            scale_kernel<float><<<dp_cuda_grid(n), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(out->data, dtype, n, beta);
         return dp_cuda_check_launch("gemm", "scale_kernel");
     }
     lt_types ty;

@@ -140,11 +140,11 @@ int dp_cuda_layer_norm(dp_tensor *y, dp_tensor *mean, dp_tensor *rstd, const dp_
                        dp_tensor_desc(x));
     ln_param w = param_of(weight), b = param_of(bias);
     if (x->dtype == DP_F64)
-        layer_norm_kernel<double><<<nn_row_grid(R), LN_THREADS>>>(
+        layer_norm_kernel<double><<<nn_row_grid(R), LN_THREADS, 0, dp_cuda_stream()>>>(
             y->data, mean->data, mean->dtype, rstd->data, rstd->dtype, x->data, x->dtype, R, D, w,
             b, eps);
     else
-        layer_norm_kernel<float><<<nn_row_grid(R), LN_THREADS>>>(
+        layer_norm_kernel<float><<<nn_row_grid(R), LN_THREADS, 0, dp_cuda_stream()>>>(
             y->data, mean->data, mean->dtype, rstd->data, rstd->dtype, x->data, x->dtype, R, D, w,
             b, eps);
     return dp_cuda_check_launch("layer_norm", "layer_norm_kernel");
@@ -163,11 +163,11 @@ int dp_cuda_layer_norm_backward(dp_tensor *gx, dp_tensor *gweight, dp_tensor *gb
     if (gx && R > 0 && D > 0) {
         ln_param w = param_of(weight);
         if (f64)
-            layer_norm_gx_kernel<double><<<nn_row_grid(R), LN_THREADS>>>(
+            layer_norm_gx_kernel<double><<<nn_row_grid(R), LN_THREADS, 0, dp_cuda_stream()>>>(
                 gx->data, gx->dtype, gy->data, gy->dtype, x->data, x->dtype, mean->data,
                 mean->dtype, rstd->data, rstd->dtype, w, R, D);
         else
-            layer_norm_gx_kernel<float><<<nn_row_grid(R), LN_THREADS>>>(
+            layer_norm_gx_kernel<float><<<nn_row_grid(R), LN_THREADS, 0, dp_cuda_stream()>>>(
                 gx->data, gx->dtype, gy->data, gy->dtype, x->data, x->dtype, mean->data,
                 mean->dtype, rstd->data, rstd->dtype, w, R, D);
         int rc = dp_cuda_check_launch("layer_norm_backward", "layer_norm_gx_kernel");
@@ -181,11 +181,11 @@ int dp_cuda_layer_norm_backward(dp_tensor *gx, dp_tensor *gweight, dp_tensor *gb
         void *gw = gweight ? gweight->data : NULL, *gb = gbias ? gbias->data : NULL;
         dp_dtype gwt = gweight ? gweight->dtype : DP_F32, gbt = gbias ? gbias->dtype : DP_F32;
         if (f64)
-            layer_norm_params_kernel<double><<<grid, block>>>(
+            layer_norm_params_kernel<double><<<grid, block, 0, dp_cuda_stream()>>>(
                 gw, gwt, gb, gbt, gy->data, gy->dtype, x->data, x->dtype, mean->data, mean->dtype,
                 rstd->data, rstd->dtype, R, D);
         else
-            layer_norm_params_kernel<float><<<grid, block>>>(
+            layer_norm_params_kernel<float><<<grid, block, 0, dp_cuda_stream()>>>(
                 gw, gwt, gb, gbt, gy->data, gy->dtype, x->data, x->dtype, mean->data, mean->dtype,
                 rstd->data, rstd->dtype, R, D);
         int rc = dp_cuda_check_launch("layer_norm_backward", "layer_norm_params_kernel");

@@ -21,7 +21,7 @@ int dp_cuda_noise_add_philox(dp_tensor *dst, double std, uint64_t seed, uint64_t
                        dp_tensor_desc(dst));
     int64_t n = dp_tensor_numel(dst), blocks = (n + 1) / 2;
     if (blocks == 0) return 0;
-    noise_add_kernel<<<dp_cuda_grid(blocks), DP_CUDA_THREADS>>>(dst->data, dst->dtype, n, std, seed,
+    noise_add_kernel<<<dp_cuda_grid(blocks), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(dst->data, dst->dtype, n, std, seed,
                                                                 stream, counter, blocks);
     return dp_cuda_check_launch("noise_add_philox", "noise_add_kernel");
 }

@@ -164,12 +164,12 @@ static int launch(const char *op, dp_tensor *param, const dp_tensor *grad, dp_te
     int64_t n = dp_tensor_numel(param);
     if (n == 0) return 0;
     if (param->dtype == DP_F64) {
-        update_f64_kernel<ADAM><<<dp_cuda_grid(n), DP_CUDA_THREADS>>>(
+        update_f64_kernel<ADAM><<<dp_cuda_grid(n), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             (double *)param->data, grad->data, grad->dtype, s0 ? (double *)s0->data : NULL,
             s1 ? (double *)s1->data : NULL, n, sa, aa);
     } else {
         int sr = rounding && rounding->stochastic && param->dtype != DP_F32;
-        update_f32_kernel<ADAM><<<dp_cuda_grid((n + 3) / 4), DP_CUDA_THREADS>>>(
+        update_f32_kernel<ADAM><<<dp_cuda_grid((n + 3) / 4), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             param->data, param->dtype, grad->data, grad->dtype, s0 ? (float *)s0->data : NULL,
             s1 ? (float *)s1->data : NULL, n, sa, aa, sr, sr ? rounding->seed : 0,
             sr ? rounding->counter : 0);

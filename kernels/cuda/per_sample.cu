@@ -48,7 +48,7 @@ static int cublas_check(cublasStatus_t s, const char *op, const char *call) {
     return dp_fail(DP_EDEVICE, "%s: %s failed: %s (%d)", op, call, cublas_name(s), (int)s);
 }
 
-// This file's cuBLAS handle, created on first use (on the default stream, default math mode: no
+// This file's cuBLAS handle, created on first use (on the backend's stream, default math mode: no
 // TF32 for f32 unless NVIDIA_TF32_OVERRIDE asks for it). Never destroyed (see allocator.cu).
 static int gram_handle(cublasHandle_t *out) {
     static std::mutex lock;
@@ -57,7 +57,11 @@ static int gram_handle(cublasHandle_t *out) {
     if (!handle) {
         cublasHandle_t h = NULL;
         int rc = cublas_check(cublasCreate(&h), "gram", "cublasCreate");
-        if (rc) return rc;
+        if (!rc) rc = cublas_check(cublasSetStream(h, dp_cuda_stream()), "gram", "cublasSetStream");
+        if (rc) {
+            if (h) cublasDestroy(h);
+            return rc;
+        }
         handle = h;
     }
     *out = handle;
@@ -81,7 +85,7 @@ int dp_cuda_gram(dp_tensor *out, const dp_tensor *x) {
     if (B == 0 || T == 0) return 0;
     int64_t es = dp_dtype_size(x->dtype);
     if (K == 0)
-        return dp_cuda_check(cudaMemset(out->data, 0, (size_t)(B * T * T * es)), "gram", "cudaMemset");
+        return dp_cuda_check(cudaMemsetAsync(out->data, 0, (size_t)(B * T * T * es), dp_cuda_stream()), "gram", "cudaMemsetAsync");
     cublasHandle_t h;
     int rc = gram_handle(&h);
     if (rc) return rc;
@@ -151,7 +155,7 @@ int dp_cuda_ghost_norm(dp_tensor *sq, dp_tensor *bound, const dp_tensor *ga, con
                        "%s, gg %s, sq %s, bound %s", dp_tensor_desc(ga), dp_tensor_desc(gg),
                        dp_tensor_desc(sq), dp_tensor_desc(bound));
     if (B == 0) return 0;
-    ghost_norm_kernel<<<grid_per_item(B), DP_CUDA_THREADS>>>((double *)sq->data,
+    ghost_norm_kernel<<<grid_per_item(B), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>((double *)sq->data,
                                                              (double *)bound->data, ga->data,
                                                              gg->data, ga->dtype, B, T, ka, kg);
     return dp_cuda_check_launch("ghost_norm", "ghost_norm_kernel");
@@ -180,7 +184,7 @@ int dp_cuda_scale_rows(dp_tensor *out, const dp_tensor *x, const dp_tensor *fact
                        "%s, out %s, factor %s", dp_tensor_desc(x), dp_tensor_desc(out),
                        dp_tensor_desc(factor));
     if (total == 0) return 0;
-    scale_rows_kernel<<<dp_cuda_grid(total), DP_CUDA_THREADS>>>(
+    scale_rows_kernel<<<dp_cuda_grid(total), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
         out->data, out->dtype, x->data, x->dtype, (const double *)factor->data, total, total / B);
     return dp_cuda_check_launch("scale_rows", "scale_rows_kernel");
 }
@@ -227,7 +231,7 @@ int dp_cuda_row_sums(dp_tensor *out, const dp_tensor *g, const dp_tensor *x, con
                        "N), got g %s, x %s, out %s", dp_tensor_desc(g),
                        x ? dp_tensor_desc(x) : "none", dp_tensor_desc(out));
     if (B * N == 0) return 0;
-    row_sums_kernel<<<dp_cuda_grid(B * N), DP_CUDA_THREADS>>>(
+    row_sums_kernel<<<dp_cuda_grid(B * N), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
         (double *)out->data, g->data, g->dtype, x ? x->data : NULL, x ? x->dtype : DP_F32,
         x ? mean->data : NULL, x ? mean->dtype : DP_F32, x ? rstd->data : NULL,
         x ? rstd->dtype : DP_F32, B, T, N);
@@ -259,7 +263,7 @@ int dp_cuda_row_sq_norms(dp_tensor *out, const dp_tensor *x) {
         return dp_fail(DP_ESHAPE, "row_sq_norms: expected x (R, N) and out (R), got x %s, out %s",
                        dp_tensor_desc(x), dp_tensor_desc(out));
     if (R == 0) return 0;
-    row_sq_norms_kernel<<<grid_per_item(R), DP_CUDA_THREADS>>>((double *)out->data, x->data,
+    row_sq_norms_kernel<<<grid_per_item(R), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>((double *)out->data, x->data,
                                                                x->dtype, R, total / R);
     return dp_cuda_check_launch("row_sq_norms", "row_sq_norms_kernel");
 }
@@ -332,16 +336,16 @@ int dp_cuda_embedding_sq_norms(dp_tensor *out, const dp_tensor *idx, const dp_te
                        "more than this kernel's 32-bit links hold", (long long)T);
     if (B == 0) return 0;
     if (T == 0)
-        return dp_cuda_check(cudaMemset(out->data, 0, sizeof(double) * (size_t)B),
-                             "embedding_sq_norms", "cudaMemset");
+        return dp_cuda_check(cudaMemsetAsync(out->data, 0, sizeof(double) * (size_t)B, dp_cuda_stream()),
+                             "embedding_sq_norms", "cudaMemsetAsync");
     int32_t *scratch = (int32_t *)dp_cuda_alloc(sizeof(int32_t) * 2 * (size_t)(B * T),
                                                 "embedding_sq_norms");
     if (!scratch) return DP_ENOMEM;
     int32_t *lead = scratch, *next = scratch + B * T;
-    emb_group_kernel<<<dp_cuda_grid(B * T), DP_CUDA_THREADS>>>(lead, next, idx->data, idx->dtype, B, T);
+    emb_group_kernel<<<dp_cuda_grid(B * T), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(lead, next, idx->data, idx->dtype, B, T);
     int rc = dp_cuda_check_launch("embedding_sq_norms", "emb_group_kernel");
     if (!rc) {
-        emb_norm_kernel<<<grid_per_item(B), DP_CUDA_THREADS>>>((double *)out->data, lead, next,
+        emb_norm_kernel<<<grid_per_item(B), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>((double *)out->data, lead, next,
                                                                g->data, g->dtype, B, T, D);
         rc = dp_cuda_check_launch("embedding_sq_norms", "emb_norm_kernel");
     }

@@ -37,7 +37,7 @@ int dp_cuda_quant_amax(dp_tensor *amax, const dp_tensor *x) {
     int64_t per = groups ? n / groups : 0;
     if (groups == 0) return 0;
     unsigned blocks = (unsigned)(groups < 65535 ? groups : 65535);
-    amax_kernel<<<blocks, AMAX_THREADS>>>((double *)amax->data, x->data, x->dtype, groups, per);
+    amax_kernel<<<blocks, AMAX_THREADS, 0, dp_cuda_stream()>>>((double *)amax->data, x->data, x->dtype, groups, per);
     return dp_cuda_check_launch("quant_amax", "amax_kernel");
 }
 
@@ -74,7 +74,7 @@ int dp_cuda_fake_quant(dp_tensor *out, const dp_tensor *x, const dp_tensor *scal
     int64_t n = dp_tensor_numel(x), groups = dp_tensor_numel(scale);
     int64_t per = groups ? n / groups : 0;
     if (n == 0 || per == 0) return 0;
-    fake_quant_kernel<<<dp_cuda_grid(n), DP_CUDA_THREADS>>>(out->data, x->data, x->dtype,
+    fake_quant_kernel<<<dp_cuda_grid(n), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(out->data, x->data, x->dtype,
                                                             (const float *)scale->data, n, per,
                                                             dtype == DP_FP8_E4M3);
     return dp_cuda_check_launch("fake_quant", "fake_quant_kernel");

@@ -51,7 +51,7 @@ int dp_cuda_rand_uniform(dp_tensor *out, dp_rng *rng) {
     int64_t n = dp_tensor_numel(out);
     int64_t blocks = dp_philox_uniform_blocks(out->dtype, n);
     if (blocks == 0) return 0;
-    uniform_kernel<<<dp_cuda_grid(blocks), DP_CUDA_THREADS>>>(out->data, out->dtype, n, rng->seed,
+    uniform_kernel<<<dp_cuda_grid(blocks), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(out->data, out->dtype, n, rng->seed,
                                                               rng->counter, blocks);
     int rc = dp_cuda_check_launch("rand_uniform", "uniform_kernel");
     if (!rc) rng->counter += (uint64_t)blocks;
@@ -62,7 +62,7 @@ int dp_cuda_rand_normal(dp_tensor *out, dp_rng *rng, double mean, double std) {
     int64_t n = dp_tensor_numel(out);
     int64_t blocks = dp_philox_quad_blocks(n);
     if (blocks == 0) return 0;
-    normal_kernel<<<dp_cuda_grid(blocks), DP_CUDA_THREADS>>>(out->data, out->dtype, n, rng->seed,
+    normal_kernel<<<dp_cuda_grid(blocks), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(out->data, out->dtype, n, rng->seed,
                                                              rng->counter, blocks, mean, std);
     int rc = dp_cuda_check_launch("rand_normal", "normal_kernel");
     if (!rc) rng->counter += (uint64_t)blocks;
@@ -77,7 +77,7 @@ int dp_cuda_dropout(dp_tensor *out, dp_tensor *mask, const dp_tensor *x, double 
     int64_t blocks = dp_philox_quad_blocks(n);
     if (blocks == 0) return 0;
     double scale = 1.0 / (1.0 - p);
-    dropout_kernel<<<dp_cuda_grid(blocks), DP_CUDA_THREADS>>>(
+    dropout_kernel<<<dp_cuda_grid(blocks), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
         out->data, (uint8_t *)mask->data, x->data, x->dtype, n, rng->seed, rng->counter, blocks, p,
         scale, (float)scale);
     int rc = dp_cuda_check_launch("dropout", "dropout_kernel");

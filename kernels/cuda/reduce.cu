@@ -131,12 +131,12 @@ int dp_cuda_reduce(dp_tensor *out, const dp_tensor *x, int32_t ndims, const int3
     geom_build(&g, x, reduced);
     if (g.kn == 0) return 0;
     if (g.rn < SHORT_SLICE) {
-        reduce_thread_kernel<<<dp_cuda_grid(g.kn), DP_CUDA_THREADS>>>(g, out->data, out->dtype,
+        reduce_thread_kernel<<<dp_cuda_grid(g.kn), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(g, out->data, out->dtype,
                                                                       x->data, x->dtype, op);
         return dp_cuda_check_launch("reduce", "reduce_thread_kernel");
     }
     unsigned blocks = (unsigned)(g.kn < 65535 ? g.kn : 65535);
-    reduce_block_kernel<<<blocks, RED_THREADS>>>(g, out->data, out->dtype, x->data, x->dtype, op);
+    reduce_block_kernel<<<blocks, RED_THREADS, 0, dp_cuda_stream()>>>(g, out->data, out->dtype, x->data, x->dtype, op);
     return dp_cuda_check_launch("reduce", "reduce_block_kernel");
 }
 
@@ -218,6 +218,6 @@ int dp_cuda_argmax(dp_tensor *out, const dp_tensor *x, int32_t dim) {
     unsigned blocks = (unsigned)(g.kn < 65535 ? g.kn : 65535);
     // Short rows waste most of a 256-thread block; 32 threads (one warp) still reduce correctly.
     unsigned threads = len < RED_THREADS ? 32 : RED_THREADS;
-    argmax_kernel<<<blocks, threads>>>(g, (int64_t *)out->data, x->data, x->dtype, len, s);
+    argmax_kernel<<<blocks, threads, 0, dp_cuda_stream()>>>(g, (int64_t *)out->data, x->data, x->dtype, len, s);
     return dp_cuda_check_launch("argmax", "argmax_kernel");
 }

@@ -77,10 +77,10 @@ int dp_cuda_softmax(dp_tensor *y, const dp_tensor *x, int32_t dim, int32_t use_l
     int64_t rows = outer * inner;
     if (rows == 0 || D == 0) return 0;
     if (x->dtype == DP_F64)
-        softmax_kernel<double><<<nn_row_grid(rows), SM_THREADS>>>(y->data, x->data, x->dtype, rows,
+        softmax_kernel<double><<<nn_row_grid(rows), SM_THREADS, 0, dp_cuda_stream()>>>(y->data, x->data, x->dtype, rows,
                                                                   D, inner, use_log);
     else
-        softmax_kernel<float><<<nn_row_grid(rows), SM_THREADS>>>(y->data, x->data, x->dtype, rows,
+        softmax_kernel<float><<<nn_row_grid(rows), SM_THREADS, 0, dp_cuda_stream()>>>(y->data, x->data, x->dtype, rows,
                                                                  D, inner, use_log);
     return dp_cuda_check_launch("softmax", "softmax_kernel");
 }
@@ -96,10 +96,10 @@ int dp_cuda_softmax_backward(dp_tensor *gx, const dp_tensor *gy, const dp_tensor
     int64_t rows = outer * inner;
     if (rows == 0 || D == 0) return 0;
     if (y->dtype == DP_F64 || gy->dtype == DP_F64)
-        softmax_backward_kernel<double><<<nn_row_grid(rows), SM_THREADS>>>(
+        softmax_backward_kernel<double><<<nn_row_grid(rows), SM_THREADS, 0, dp_cuda_stream()>>>(
             gx->data, gy->data, gy->dtype, y->data, y->dtype, gx->dtype, rows, D, inner, use_log);
     else
-        softmax_backward_kernel<float><<<nn_row_grid(rows), SM_THREADS>>>(
+        softmax_backward_kernel<float><<<nn_row_grid(rows), SM_THREADS, 0, dp_cuda_stream()>>>(
             gx->data, gy->data, gy->dtype, y->data, y->dtype, gx->dtype, rows, D, inner, use_log);
     return dp_cuda_check_launch("softmax_backward", "softmax_backward_kernel");
 }

@@ -69,10 +69,10 @@ int dp_cuda_unary(dp_tensor *out, const dp_tensor *x, dp_unop op, double alpha, 
     if (g.numel == 0) return 0;
     int a2 = pow_case(alpha);
     if (out->dtype == DP_F64)
-        unary_kernel<double><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+        unary_kernel<double><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             g, out->data, out->dtype, x->data, x->dtype, op, alpha, beta, a2);
     else
-        unary_kernel<float><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+        unary_kernel<float><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             g, out->data, out->dtype, x->data, x->dtype, op, (float)alpha, (float)beta, a2);
     return dp_cuda_check_launch("unary", "unary_kernel");
 }
@@ -143,10 +143,10 @@ int dp_cuda_unary_backward(dp_tensor *gx, const dp_tensor *gy, const dp_tensor *
     const void *vd = v ? v->data : NULL;
     dp_dtype vt = v ? v->dtype : gy->dtype;
     if (gx->dtype == DP_F64)
-        unary_backward_kernel<double><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+        unary_backward_kernel<double><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             g, gx->data, gx->dtype, gy->data, gy->dtype, vd, vt, op, alpha, a2);
     else
-        unary_backward_kernel<float><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS>>>(
+        unary_backward_kernel<float><<<dp_cuda_grid(g.numel), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
             g, gx->data, gx->dtype, gy->data, gy->dtype, vd, vt, op, (float)alpha, a2);
     return dp_cuda_check_launch("unary_backward", "unary_backward_kernel");
 }

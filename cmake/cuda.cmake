@@ -39,6 +39,7 @@ target_compile_options(dpcuda PRIVATE
 # The random kernels must round exactly like the CPU: no multiply-add contraction (core/philox.h).
 set_source_files_properties(
   ${CMAKE_SOURCE_DIR}/kernels/cuda/random.cu ${CMAKE_SOURCE_DIR}/kernels/cuda/noise.cu
+  ${CMAKE_SOURCE_DIR}/kernels/cuda/noisy_update.cu
   PROPERTIES COMPILE_OPTIONS "-fmad=false")
 
 get_target_property(DP_CORE_OUTPUT_DIR dpcore LIBRARY_OUTPUT_DIRECTORY)

@@ -150,6 +150,60 @@ typedef struct dp_ops {
      * > 0), q rounding to nearest even in dtype (DP_FP8_E4M3 or E5M2) after saturating at its
      * largest finite value, NaN kept. Product and quotient in f64, stored with one RNE. */
     int (*fake_quant)(dp_tensor *out, const dp_tensor *x, const dp_tensor *scale, dp_dtype dtype);
+
+    /* ---- fused kernels. An entry may be NULL where a backend has no fused form: the core then
+     * composes the ops above (same contract, possibly different rounding where stated). */
+
+    /* Linear epilogue (dp_linear_act): pre = x + bias (bias (N) along the last dim, may be NULL),
+     * y = act(pre) with act one of DP_UN_GELU (erf form), DP_UN_RELU, DP_UN_TANH; pre (may be
+     * NULL: not kept) and y rounded once each to their dtype. x, y, pre contiguous, same shape and
+     * float dtype; bias that dtype too. The add and act are computed as the unary/binary kernels
+     * compute them (f32 for bf16/f16/f32, f64 for f64), so y == unary(act, binary(add, x, bias)). */
+    int (*bias_act)(dp_tensor *y, dp_tensor *pre, const dp_tensor *x, const dp_tensor *bias,
+                    dp_unop act);
+
+    /* Per-example products of the DP engine's linear taps, never materialised in memory.
+     * g (B, T, P) and a (B, T, D) contiguous, the same dtype, bf16 or f16 (the core composes
+     * scale_rows + gemm for f32/f64). Each example's product S_b = sum_t g[b,t,:]^T a[b,t,:]
+     * (P, D) is formed with f32 accumulation. */
+    /* out (B) f64 = ||S_b||_F^2, the squares summed in f64 (materialised-form norms). */
+    int (*per_example_sq_norms)(dp_tensor *out, const dp_tensor *g, const dp_tensor *a);
+    /* acc (P, D) f32 += sum_b factor[b] * S_b: each S_b scaled by factor[b] (f64 (B), rounded to
+     * f32) in registers and summed in f32, deterministically (no atomics in the sum). An example
+     * whose factor is 0 adds nothing at all, even if its g or a hold NaN or Inf. */
+    int (*clipped_sum)(dp_tensor *acc, const dp_tensor *g, const dp_tensor *a,
+                       const dp_tensor *factor);
+
+    /* The end of a DP step for one parameter in one pass (dp_psg_finish_update_param): with z_i
+     * the normals of noise_add_philox at (seed, stream, counter),
+     *   n_i = acc_i + std * z_i   (in double, rounded once to acc's dtype, as noise_add_philox)
+     *   g_i = n_i * scale          (as dp_scale_ computes it on acc's dtype: dp_cpu_unary AFFINE)
+     * acc := g (it becomes .grad), then param is updated from g exactly as sgd_step (rule->kind
+     * DP_UPDATE_SGD, state0 = momentum buffer or NULL) or adam_step (DP_UPDATE_ADAM, state0 = m,
+     * state1 = v) would, rounding included. sums (f64 (2), same device) receives [0] = sum acc_i^2
+     * before the noise and [1] = sum (n_i - acc_i)^2, both in f64 (what dp_psg_finish reports as
+     * sum_norm and noise_norm, squared). acc f32 (f64 for f64 params), contiguous, param's numel. */
+    int (*noisy_update)(dp_tensor *param, dp_tensor *acc, dp_tensor *state0, dp_tensor *state1,
+                        dp_tensor *sums, double std, uint64_t seed, uint64_t stream,
+                        uint64_t counter, double scale, const dp_update_rule *rule,
+                        const dp_rounding *rounding);
+
+    /* ---- fp8 GEMM with scale factors. out (batch, M, N) bf16, f16 or f32 = alpha *
+     * (scale_a * op(a)) @ (scale_b * op(b)) + beta * out, a and b fp8 (e4m3 or e5m2, not both
+     * e5m2; they may differ), layouts as gemm, f32 accumulation. (cuBLASLt on sm_89+.) */
+    int (*gemm_fp8)(dp_tensor *out, const dp_tensor *a, const dp_tensor *b, int32_t trans_a,
+                    int32_t trans_b, double scale_a, double scale_b, double alpha, double beta);
+
+    /* ---- page-locked host memory and ordering (NULL on backends without asynchronous copies:
+     * the core then uses plain host memory and treats every copy as finished). */
+    /* Host memory the device can copy from asynchronously; NULL (with dp_fail) on failure. */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *ptr);
+    /* Wait until no queued copy still reads or writes host bytes [ptr, ptr + bytes) of a
+     * host_alloc block (called before the host writes a pinned buffer again). */
+    int (*host_wait)(const void *ptr, size_t bytes);
+    /* Wait until everything queued on the device has finished. */
+    int (*sync)(void);
 } dp_ops;
 
 /* The table for a device, or NULL (with dp_fail) when that backend is not available. */

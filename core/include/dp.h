@@ -235,6 +235,16 @@ dp_tensor *dp_gelu(dp_tensor *x);
 dp_tensor *dp_matmul(dp_tensor *a, dp_tensor *b);
 /* x (..., in) @ w(out, in)^T + bias(out) -> (..., out); bias may be NULL. */
 dp_tensor *dp_linear(dp_tensor *x, dp_tensor *w, dp_tensor *bias);
+/* act(dp_linear(x, w, bias)) as one op: the GEMM, then bias and activation in one fused pass
+ * (backend bias_act), one autograd node saving only the pre-activation (and x, w). The DP engine
+ * taps w and bias exactly as for dp_linear (with the gradient at the pre-activation). Values may
+ * differ from the unfused ops in the last bit (the bias is added after the GEMM, not inside it). */
+typedef enum { DP_ACT_NONE = 0, DP_ACT_GELU = 1, DP_ACT_RELU = 2, DP_ACT_TANH = 3 } dp_activation;
+dp_tensor *dp_linear_act(dp_tensor *x, dp_tensor *w, dp_tensor *bias, int32_t act);
+/* (scale_a * a) @ (scale_b * b) for fp8 a (..., M, K) and b (..., K, N) (e4m3 or e5m2, not both
+ * e5m2), f32 accumulation, result in out_dtype (bf16, f16 or f32). cuBLASLt's fp8 kernels on
+ * sm_89+, exact widening elsewhere (the CPU). Not differentiable (inputs must not require grad). */
+dp_tensor *dp_matmul_fp8(dp_tensor *a, dp_tensor *b, double scale_a, double scale_b, dp_dtype out_dtype);
 
 /* Reductions over dims[ndims] (ndims = 0: all dims). keepdim keeps them as size 1. */
 dp_tensor *dp_sum(dp_tensor *x, int32_t ndims, const int32_t *dims, int32_t keepdim);
@@ -341,6 +351,14 @@ void dp_set_num_threads(int32_t n);
 int32_t dp_get_num_threads(void);
 /* 1 when a backend for the device is loaded and has a usable device. */
 int32_t dp_device_available(dp_device device);
+/* Wait until every op queued on the device has finished (a no-op on the CPU). */
+int dp_device_sync(dp_device device);
+/* A new CPU tensor in page-locked memory when a CUDA device is available (copies from it to the
+ * device are asynchronous), in plain memory otherwise; contiguous, uninitialised. Writers through
+ * the dp API wait for any copy still reading it; reads are never blocked. */
+dp_tensor *dp_tensor_empty_pinned(dp_dtype dtype, int32_t ndim, const int64_t *shape);
+/* 1 when t's storage is page-locked host memory. */
+int32_t dp_tensor_is_pinned(const dp_tensor *t);
 /* Name of the GEMM engine that ran the last CPU matmul of a dtype ("openblas", "onednn",
  * "convert+openblas"), for benchmarks and tests. */
 const char *dp_matmul_engine(dp_dtype dtype);
@@ -503,6 +521,33 @@ double dp_psg_loss_scale(const dp_psg *psg);
  * uniforms, one block per 4 elements in order; the call advances counter by ceil(numel / 4).
  * Ignored for f32/f64 parameters. */
 typedef struct dp_rounding { int32_t stochastic; uint64_t seed; uint64_t counter; } dp_rounding;
+/* An optimizer update for the fused end of a DP step (dp_psg_finish_update_param): the same
+ * hyper-parameters as dp_sgd_step_ (kind DP_UPDATE_SGD) or dp_adam_step_ (DP_UPDATE_ADAM). */
+typedef enum { DP_UPDATE_SGD = 1, DP_UPDATE_ADAM = 2 } dp_update_kind;
+typedef struct dp_update_rule {
+    int32_t kind;
+    double lr, weight_decay;
+    double momentum, dampening;     /* SGD */
+    int32_t nesterov, first_step;   /* SGD */
+    double beta1, beta2, eps;       /* Adam */
+    int32_t decoupled;              /* Adam: 1 = AdamW */
+    int64_t step;                   /* Adam: counts from 1 */
+} dp_update_rule;
+/* dp_psg_finish for one parameter followed by its optimizer update, in one pass over its memory
+ * where the device's table has a fused kernel (noisy_update), composed (dp_noise_add_, dp_scale_,
+ * dp_sgd_step_/dp_adam_step_) elsewhere or with secure noise; the result is the same bits either
+ * way. Call it for index 0, 1, ... n-1 in order (frozen parameters too: they get no noise, no
+ * update and their .grad cleared), so the noise stream is consumed exactly as dp_psg_finish
+ * consumes it. Afterwards .grad = the noisy scaled gradient and the accumulator is zeroed;
+ * describe() reports sum_norm and noise_norm as after dp_psg_finish. state0/state1: the
+ * optimizer's state for this parameter (SGD: momentum buffer or NULL; Adam: m and v), contiguous,
+ * f32 (f64 for f64 parameters); rounding as in dp_sgd_step_ (advanced by this call). */
+int dp_psg_finish_update_param(dp_psg *psg, int32_t index, dp_noise *noise, double std, double scale,
+                               const dp_update_rule *rule, dp_tensor *state0,
+                               dp_tensor *state1, dp_rounding *rounding);
+/* The noise blocks (counter advance) dp_psg_finish would draw for the current parameters with
+ * std > 0: lets a caller record the ledger's counter_after before the fused update runs. */
+int64_t dp_psg_noise_blocks(const dp_psg *psg);
 int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_buf, double lr,
                  double momentum, double dampening, double weight_decay, int32_t nesterov,
                  int32_t first_step, dp_rounding *rounding);

@@ -139,4 +139,9 @@ const dp_ops dp_cpu_ops = {
     .adam_step = dp_cpu_adam_step,
     .quant_amax = dp_cpu_quant_amax,
     .fake_quant = dp_cpu_fake_quant,
+    .bias_act = dp_cpu_bias_act,
+    .noisy_update = dp_cpu_noisy_update,
+    .gemm_fp8 = dp_cpu_gemm_fp8,
+    /* per_example_sq_norms, clipped_sum: composed by the core from BLAS GEMMs, faster here.
+     * host_alloc, host_free, host_wait, sync: nothing is asynchronous on the CPU. */
 };

@@ -72,4 +72,16 @@ int dp_cpu_row_sums(dp_tensor *out, const dp_tensor *g, const dp_tensor *x, cons
 int dp_cpu_row_sq_norms(dp_tensor *out, const dp_tensor *x);
 int dp_cpu_embedding_sq_norms(dp_tensor *out, const dp_tensor *idx, const dp_tensor *g);
 
+/* bias_act.c */
+int dp_cpu_bias_act(dp_tensor *y, dp_tensor *pre, const dp_tensor *x, const dp_tensor *bias, dp_unop act);
+
+/* noisy_update.c */
+int dp_cpu_noisy_update(dp_tensor *param, dp_tensor *acc, dp_tensor *state0, dp_tensor *state1,
+                        dp_tensor *sums, double std, uint64_t seed, uint64_t stream, uint64_t counter,
+                        double scale, const dp_update_rule *rule, const dp_rounding *rounding);
+
+/* gemm_fp8.c */
+int dp_cpu_gemm_fp8(dp_tensor *out, const dp_tensor *a, const dp_tensor *b, int32_t trans_a,
+                    int32_t trans_b, double scale_a, double scale_b, double alpha, double beta);
+
 #endif

@@ -66,6 +66,10 @@ static void build_table(void) {
     dp_cuda_register_nn(t);
     dp_cuda_register_gemm(t);
     dp_cuda_register_dpsgd(t);
+    dp_cuda_register_per_example(t);
+    dp_cuda_register_noisy_update(t);
+    dp_cuda_register_bias_act(t);
+    dp_cuda_register_gemm_fp8(t);
 }
 
 // The table when a CUDA device is usable, else NULL with the reason in err. core/device.c calls

@@ -51,5 +51,11 @@ void dp_cuda_register_elementwise(dp_ops *t);
 void dp_cuda_register_nn(dp_ops *t);
 void dp_cuda_register_gemm(dp_ops *t);
 void dp_cuda_register_dpsgd(dp_ops *t);
+/* Fused kernels, one file each: per_example.cu (per_example_sq_norms, clipped_sum),
+ * noisy_update.cu (noisy_update), bias_act.cu (bias_act), gemm_fp8.cu (gemm_fp8). */
+void dp_cuda_register_per_example(dp_ops *t);
+void dp_cuda_register_noisy_update(dp_ops *t);
+void dp_cuda_register_bias_act(dp_ops *t);
+void dp_cuda_register_gemm_fp8(dp_ops *t);
 
 #endif

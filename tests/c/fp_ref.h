@@ -1,8 +1,8 @@
 /* fp_ref.h: float64 reference encoders for the tests, written from the formats' definitions (sign,
  * biased exponent, subnormals, Inf/NaN codes) and not from the library's bit tricks: decoding a
  * code, rounding a double to nearest even in a format (by scaling to the format's quantum and
- * rint), and the two neighbours of a value. Header-only; shared by test_cast_pairs.c,
- * test_quant.c and test_optim_rounding.c. */
+ * rint), and the two neighbours of a value. Header-only; shared by test_dtype.c,
+ * test_cast_pairs.c, test_quant.c and test_optim_rounding.c. */
 #ifndef FP_REF_H
 #define FP_REF_H
 #include <math.h>

@@ -1,42 +1,28 @@
-/* test_dtype.c: the dtype table and every float cast against an independent float64 reference
- * built here from the formats' definitions (sign, biased exponent, subnormals, NaN/Inf codes). */
+/* test_dtype.c: the dtype table and every float cast against independent float64 references: the
+ * decoder of fp_ref.h (from the formats' definitions: sign, biased exponent, subnormals, NaN/Inf
+ * codes) and an encoder by search over the decoded codes, written here. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dp_test.h"
+#include "fp_ref.h"
 #include "internal.h"
 
 /* ---------------------------------------------------------------- reference formats */
 
-typedef struct {
-    const char *name;
-    int man, ebits;
-    int fn;   /* OCP e4m3: no Inf, only S.1111.111 is NaN, overflow saturates */
-} format;
-
-static const format BF16 = {"bf16", 7, 8, 0};
-static const format F16 = {"f16", 10, 5, 0};
-static const format E4M3 = {"e4m3", 3, 4, 1};
-static const format E5M2 = {"e5m2", 2, 5, 0};
+/* Formats and the decoder from their definitions come from fp_ref.h; the encoder below is this
+ * test's own, by search over the decoded codes (a method independent of fp_round's scaling). */
+typedef fp_format format;
+#define BF16 FP_BF16
+#define F16 FP_F16
+#define E4M3 FP_E4M3
+#define E5M2 FP_E5M2
 
 static int ncodes(const format *f) { return 1 << (1 + f->man + f->ebits); }
 
-/* Decode from the definition: (-1)^s * 2^(e - bias) * (1 + m/2^man), or 2^(1 - bias) * m/2^man
- * for e = 0; e all ones is Inf (m = 0) or NaN, except in fn formats where only m all ones is NaN. */
-static double ref_decode(const format *f, uint32_t code) {
-    int bias = (1 << (f->ebits - 1)) - 1;
-    uint32_t m = code & ((1u << f->man) - 1);
-    uint32_t e = (code >> f->man) & ((1u << f->ebits) - 1);
-    int s = (code >> (f->man + f->ebits)) & 1;
-    double v;
-    if (e == (1u << f->ebits) - 1 && !f->fn) v = m ? NAN : INFINITY;
-    else if (f->fn && e == (1u << f->ebits) - 1 && m == (1u << f->man) - 1) v = NAN;
-    else if (e == 0) v = ldexp((double)m, 1 - bias - f->man);
-    else v = ldexp((double)((1u << f->man) + m), (int)e - bias - f->man);
-    return s ? -v : v;
-}
+static double ref_decode(const format *f, uint32_t code) { return fp_decode(f, code); }
 
 static double lib_decode(const format *f, uint32_t code) {
     if (f == &BF16) return dp_bf16_to_f32((uint16_t)code);

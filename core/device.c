@@ -83,3 +83,13 @@ int32_t dp_device_available(dp_device device) {
     default: return 0;
     }
 }
+
+/* Tables without a sync entry (the CPU) finish every op before returning: nothing to wait for. */
+int dp_device_sync(dp_device device) {
+    const dp_ops *ops = dp_ops_for(device);
+    if (!ops) {
+        dp_error_prefix("device_sync");
+        return DP_EDEVICE;
+    }
+    return ops->sync ? ops->sync() : 0;
+}

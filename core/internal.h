@@ -38,6 +38,8 @@ struct dp_storage {
     int32_t refcount;
     int32_t category;    /* dp_mem_category its bytes count under (atomic: may be moved) */
     uint64_t version;    /* in-place writes so far (atomic), see dp_tensor_version */
+    int32_t pinned;      /* 1: a CPU storage from the CUDA table's host_alloc (freed by host_free;
+                          * writers wait for copies still reading it: dp_tensor_bump_version) */
 };
 
 /* ---------------------------------------------------------------- memory accounting (core/memory.c) */

@@ -2,6 +2,7 @@
  * broadcasting and float dtype promotion, masked_fill, and the in-place helpers fill_, copy_,
  * axpy_ and scale_ (each counting a write in the storage's version). Arguments are checked here
  * once; the arithmetic runs in the device's kernels (dp_ops_for). */
+#include <string.h>
 #include "internal.h"
 
 /* A sub-op failed inside a backward function; its message is already set. */
@@ -335,6 +336,14 @@ static int copy_across_devices(dp_tensor *dst, const dp_tensor *src) {
     /* The non-host table moves the bytes either way. */
     const dp_ops *mover = dst->device == DP_CPU ? sops : dops;
     int direct = dp_tensor_is_contiguous(dst);
+    /* A contiguous source already in dst's dtype and shape moves as is: no packing, so a copy
+     * from pinned memory (dp_tensor_empty_pinned) stays asynchronous. */
+    if (direct && src->dtype == dst->dtype && src->ndim == dst->ndim && dp_tensor_is_contiguous(src) &&
+        !memcmp(src->shape, dst->shape, sizeof(int64_t) * (size_t)dst->ndim)) {
+        size_t bytes = (size_t)dp_tensor_numel(dst) * (size_t)dp_dtype_size(dst->dtype);
+        return dst->device == DP_CPU ? mover->memcpy_d2h(dst->data, src->data, bytes)
+                                     : mover->memcpy_h2d(dst->data, src->data, bytes);
+    }
     dp_tensor *packed = dp_tensor_empty(dst->dtype, src->device, dst->ndim, dst->shape);
     dp_tensor *landing = direct || !packed ? NULL
                        : dp_tensor_empty(dst->dtype, dst->device, dst->ndim, dst->shape);

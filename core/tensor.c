@@ -1,5 +1,5 @@
-/* tensor.c: tensor headers, reference-counted storage (counted by core/memory.c), write versions
- * and element access. */
+/* tensor.c: tensor headers, reference-counted storage (counted by core/memory.c; pinned host
+ * storage from the CUDA table), write versions and element access. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,34 +95,53 @@ static dp_tensor *header_new(void) {
     return t;
 }
 
+/* The CUDA table when pinned host memory can be had from it, else NULL (no error set). */
+static const dp_ops *pinned_source(void) {
+    if (!dp_device_available(DP_CUDA)) return NULL;
+    const dp_ops *cuda = dp_ops_for(DP_CUDA);
+    return cuda && cuda->host_alloc && cuda->host_free ? cuda : NULL;
+}
+
 static void storage_release(dp_storage *s) {
     if (!s || __atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
-    const dp_ops *ops = dp_ops_for(s->device);
-    if (ops && s->base) ops->free(s->base);
+    /* A pinned block goes back to the table that made it, which first waits for any copy still
+     * reading it. */
+    const dp_ops *ops = s->pinned ? dp_ops_for(DP_CUDA) : dp_ops_for(s->device);
+    if (ops && s->base) (s->pinned ? ops->host_free : ops->free)(s->base);
     dp_mem_account(s->device, __atomic_load_n(&s->category, __ATOMIC_RELAXED), -(int64_t)s->bytes);
     free(s);
 }
 
-dp_tensor *dp_tensor_empty(dp_dtype dtype, dp_device device, int32_t ndim, const int64_t *shape) {
-    if (check_geometry("empty", dtype, device, ndim, shape)) return NULL;
-    const dp_ops *ops = dp_ops_for(device);
+/* A new contiguous tensor on device; its storage from pinned->host_alloc when pinned is given
+ * (a CPU tensor then), else from the device's allocator. */
+static dp_tensor *new_tensor(const char *op, dp_dtype dtype, dp_device device, int32_t ndim,
+                             const int64_t *shape, const dp_ops *pinned) {
+    if (check_geometry(op, dtype, device, ndim, shape)) return NULL;
+    const dp_ops *ops = pinned ? pinned : dp_ops_for(device);
     if (!ops) return NULL;
     int64_t n = dp_shape_numel(ndim, shape);
     size_t bytes = (size_t)n * (size_t)dp_dtype_size(dtype);
     dp_storage *s = calloc(1, sizeof *s);
-    if (!s) return dp_fail_null(DP_ENOMEM, "empty: out of memory for storage header");
+    if (!s) return dp_fail_null(DP_ENOMEM, "%s: out of memory for storage header", op);
     /* Allocate at least one byte so every tensor has a valid data pointer. */
-    s->base = ops->alloc(bytes ? bytes : 1);
+    s->base = pinned ? pinned->host_alloc(bytes ? bytes : 1) : ops->alloc(bytes ? bytes : 1);
     if (!s->base) {
         free(s);
-        char shp[128];
+        char shp[128], ctx[256];
         dp_shape_str(shp, sizeof shp, ndim, shape);
-        return dp_fail_null(DP_ENOMEM, "empty: out of memory allocating %s %s on %s (%zu bytes)",
+        if (pinned) {   /* keep host_alloc's reason (the CUDA call and its error) */
+            snprintf(ctx, sizeof ctx, "%s: no page-locked memory for %s %s (%zu bytes)", op, shp,
+                     dp_dtype_name(dtype), bytes);
+            dp_error_prefix(ctx);
+            return NULL;
+        }
+        return dp_fail_null(DP_ENOMEM, "%s: out of memory allocating %s %s on %s (%zu bytes)", op,
                             shp, dp_dtype_name(dtype), dp_device_name(device), bytes);
     }
     s->bytes = bytes;
     s->device = device;
     s->refcount = 1;
+    s->pinned = pinned != NULL;
     s->category = dp_mem_get_category();
     dp_mem_account(device, s->category, (int64_t)bytes);
     dp_tensor *t = header_new();
@@ -135,6 +154,19 @@ dp_tensor *dp_tensor_empty(dp_dtype dtype, dp_device device, int32_t ndim, const
     t->storage = s;
     t->data = s->base;
     return t;
+}
+
+dp_tensor *dp_tensor_empty(dp_dtype dtype, dp_device device, int32_t ndim, const int64_t *shape) {
+    return new_tensor("empty", dtype, device, ndim, shape, NULL);
+}
+
+/* Pinned bytes count on the CPU under the current category, like any host tensor. */
+dp_tensor *dp_tensor_empty_pinned(dp_dtype dtype, int32_t ndim, const int64_t *shape) {
+    return new_tensor("empty_pinned", dtype, DP_CPU, ndim, shape, pinned_source());
+}
+
+int32_t dp_tensor_is_pinned(const dp_tensor *t) {
+    return t && t->storage && t->storage->pinned ? 1 : 0;
 }
 
 dp_tensor *dp_tensor_full(dp_dtype dtype, dp_device device, int32_t ndim, const int64_t *shape,
@@ -287,8 +319,8 @@ int dp_tensor_get(const dp_tensor *t, const int64_t *idx, double *out) {
 int dp_tensor_set(dp_tensor *t, const int64_t *idx, double value) {
     int64_t off;
     if (check_host("set", t) || offset_of("set", t, idx, &off)) return DP_EINDEX;
+    dp_tensor_bump_version(t);   /* first: it waits for copies still reading a pinned t */
     dp_store_f64(t->data, t->dtype, off, value);
-    dp_tensor_bump_version(t);
     return 0;
 }
 
@@ -298,8 +330,18 @@ uint64_t dp_tensor_version(const dp_tensor *t) {
     return t && t->storage ? __atomic_load_n(&t->storage->version, __ATOMIC_RELAXED) : 0;
 }
 
+/* Every in-place writer of the dp API counts its write here before writing, so this is where a
+ * pinned storage waits for the asynchronous copies still reading it (a staging buffer rewritten
+ * for the next batch must not change under the previous batch's copy). The wait can only fail
+ * on a broken device; its message is then set, and the device's next op reports the failure. */
 void dp_tensor_bump_version(dp_tensor *t) {
-    if (t && t->storage) __atomic_add_fetch(&t->storage->version, 1, __ATOMIC_RELAXED);
+    if (!t || !t->storage) return;
+    dp_storage *s = t->storage;
+    if (s->pinned) {
+        const dp_ops *cuda = dp_ops_for(DP_CUDA);
+        if (cuda && cuda->host_wait) cuda->host_wait(s->base, s->bytes ? s->bytes : 1);
+    }
+    __atomic_add_fetch(&s->version, 1, __ATOMIC_RELAXED);
 }
 
 /* ---------------------------------------------------------------- checks shared by ops */
@@ -384,7 +426,8 @@ int dp_tensor_retype_(dp_tensor *t, dp_dtype dtype) {
     dp_storage *old = t->storage;
     /* The new storage belongs where the old one was counted. */
     int32_t prev = dp_mem_set_category(__atomic_load_n(&old->category, __ATOMIC_RELAXED));
-    dp_tensor *tmp = dp_tensor_empty(dtype, t->device, t->ndim, t->shape);
+    dp_tensor *tmp = old->pinned ? dp_tensor_empty_pinned(dtype, t->ndim, t->shape)   /* stays pinned */
+                                 : dp_tensor_empty(dtype, t->device, t->ndim, t->shape);
     dp_mem_set_category(prev);
     if (!tmp) { dp_error_prefix(op); return DP_ENOMEM; }
     int rc = ops->copy(tmp, t);   /* converts, rounding to nearest even */

@@ -36,6 +36,7 @@ local spec = {
   { "stop_after", "int", nil, "stop (with a checkpoint) after this many steps in this run", min = 1 },
   { "device", "choice", "auto", "where the model and data live (auto: the GPU if there is one, else the CPU)",
     choices = { "auto", "cuda", "cpu" } },
+  { "data_on_device", "bool", false, "keep the training set on the device (default: batches staged in pinned host memory, copied asynchronously)" },
 }
 for _, f in ipairs(train.precision.flags) do spec[#spec + 1] = f end
 local cfg = flags.parse_or_exit(spec, arg, PROG)
@@ -43,7 +44,7 @@ local resume, note
 if cfg.resume then
   local dir = checkpoint.find(cfg.resume) or flags.exit_usage("--resume " .. cfg.resume .. ": no checkpoint there", PROG)
   resume = checkpoint.load(dir)
-  local merged, msg = train.precision.merge_resume(cfg, resume.config, { "resume", "out", "stop_after", "device" })
+  local merged, msg = train.precision.merge_resume(cfg, resume.config, { "resume", "out", "stop_after", "device", "data_on_device" })
   cfg, note = merged or flags.exit_usage(msg, PROG), msg
   if note then print(note) end
 end
@@ -79,7 +80,9 @@ print(("model: %d parameters, %d trained (setup %s, precision %s, device %s)"):f
 -- data
 local max_length = math.min(cfg.max_length, bert_cfg.max_position_embeddings)
 local splits = nli.load(data_dir, tok, { max_length = max_length, cache_dir = out .. "/cache" })
-for _, split in pairs(splits) do dp.device.move_tensors(split, device) end   -- batches are gathered there
+for name, split in pairs(splits) do   -- dev and test are evaluated on the device; train's batches are copied there
+  if name ~= "train" or cfg.data_on_device then dp.device.move_tensors(split, device) end
+end
 local N = splits.train.n
 print(("data: %s: %d train, %d dev, %d test pairs (%d train lines labelled '-' dropped), length %d")
   :format(data_dir, N, splits.dev.n, splits.test.n, splits.train.dropped, splits.train.input_ids:size(2)))
@@ -95,7 +98,7 @@ if not resume or note then   -- the precision each stretch of steps ran under
 end
 local bar
 local priv = dp.private{
-  params = model, optimizer = opt, data = nli.dataset(splits.train), batch_size = math.min(cfg.batch_size, N),
+  params = model, optimizer = opt, data = nli.dataset(splits.train):to_device(device), batch_size = math.min(cfg.batch_size, N),
   loss = function(batch)
     local logits = model:forward(batch)
     return dp.cross_entropy(logits, batch.labels, { reduction = "none" }), { correct = nli.correct(logits, batch.labels) }

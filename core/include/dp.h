@@ -165,7 +165,8 @@ dp_tensor *dp_cast(dp_tensor *x, dp_dtype dtype);
  * dp_cast_into's refresh of its cache). Views share the count. A low-precision weight copy made at
  * version v is stale once the master's version differs. */
 uint64_t dp_tensor_version(const dp_tensor *t);
-/* Count a write made through t->data directly (from Lua's FFI, say). */
+/* Count a write made through t->data directly (from Lua's FFI, say). Call it before the write: on
+ * a pinned tensor it first waits for any copy to the device still reading the storage. */
 void dp_tensor_bump_version(dp_tensor *t);
 
 /* Binary elementwise ops (add, sub, mul, div, maximum) on two float tensors of different dtypes

@@ -5,6 +5,7 @@
 #include <mutex>
 #include "cuda_common.h"
 #include "allocator.h"
+#include "host_memory.h"
 
 // ---------------------------------------------------------------- storage
 
@@ -26,12 +27,13 @@ cudaStream_t dp_cuda_stream(void) {
 }
 
 // Host to device: queued on the stream. From pageable memory the call returns once the source
-// has been staged, so the caller may reuse it at once; from pinned memory (dp_host_alloc) it is
-// truly asynchronous and the caller must not write the source before the stream passes the copy
-// (dp_device_sync, or the next device-to-host read).
+// has been staged, so the caller may reuse it at once; from pinned memory (host_alloc) it is
+// truly asynchronous: the block's event is recorded behind the copy, and the core calls
+// host_wait before the host writes that block again.
 static int cuda_memcpy_h2d(void *dst, const void *src, size_t bytes) {
-    return dp_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, dp_cuda_stream()),
-                         "memcpy_h2d", "cudaMemcpyAsync(host to device)");
+    int rc = dp_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, dp_cuda_stream()),
+                           "memcpy_h2d", "cudaMemcpyAsync(host to device)");
+    return rc ? rc : dp_cuda_host_note_read(src, bytes);
 }
 
 // Device to host: queued behind every op already on the stream, then waited for, because the
@@ -42,6 +44,11 @@ static int cuda_memcpy_d2h(void *dst, const void *src, size_t bytes) {
     if (!rc) rc = dp_cuda_check(cudaStreamSynchronize(dp_cuda_stream()), "memcpy_d2h",
                                 "cudaStreamSynchronize");
     return rc;
+}
+
+// Everything queued so far has finished (dp_device_sync).
+static int cuda_sync(void) {
+    return dp_cuda_check(cudaStreamSynchronize(dp_cuda_stream()), "sync", "cudaStreamSynchronize");
 }
 
 // ---------------------------------------------------------------- entry point
@@ -57,6 +64,12 @@ static void build_table(void) {
     t->free = cuda_free;
     t->memcpy_h2d = cuda_memcpy_h2d;
     t->memcpy_d2h = cuda_memcpy_d2h;
+    // Pinned host memory (host_memory.cu); device-to-host copies stay synchronous, so only
+    // host-to-device copies ever leave a pinned block pending.
+    t->host_alloc = dp_cuda_host_alloc;
+    t->host_free = dp_cuda_host_free;
+    t->host_wait = dp_cuda_host_wait;
+    t->sync = cuda_sync;
     t->rand_uniform = dp_cuda_rand_uniform;
     t->rand_normal = dp_cuda_rand_normal;
     t->dropout = dp_cuda_dropout;

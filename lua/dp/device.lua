@@ -2,10 +2,12 @@
 -- (auto: the GPU when one is usable, else the CPU with a one-line message), makes it the default
 -- device of new tensors (dp.zeros, dp.randn, dp.tensor, ...) and returns it; dp.device() returns
 -- the default. Helpers move what was built elsewhere: a model's parameters (move_module) and the
--- tensors of a table such as a data split or a dataset (move_tensors).
+-- tensors of a table such as a data split or a dataset (move_tensors); empty_pinned makes
+-- page-locked staging buffers and sync waits for the device.
 --
 --   local dev = dp.device(cfg.device)          -- before building the model: it is built there
---   dp.device.move_tensors(splits.train, dev)  -- the data stays on the GPU: no per-step copies
+--   dp.device.move_tensors(splits.dev, dev)    -- the data stays on the GPU: no per-step copies
+--   data:to_device(dev)                        -- or batches copied there (dp.data.tensors)
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local dtype = require "dp.dtype"
@@ -86,6 +88,21 @@ local function device_value(dev, who)
   return dtype.parse_device(dev == "auto" and M.resolve("auto") or dev, who)
 end
 
+-- dp.device.empty_pinned(shape, dtype = default): an uninitialised contiguous CPU tensor in
+-- page-locked memory when a CUDA device is usable (copies from it to the GPU are asynchronous;
+-- writes through dp ops wait for those copies), in plain memory otherwise. Shape as dp.empty.
+function M.empty_pinned(...)
+  local n, dims, opts = args.shape("dp.device.empty_pinned", ...)
+  local o = args.options(opts)
+  return wrap(C.dp_tensor_empty_pinned(dtype.parse(o.dtype, "dp.device.empty_pinned"), n, dims))
+end
+
+-- Wait until every op queued on dev (default: the default device) has finished: for timing, or
+-- before reading memory written behind the library's back. A no-op on the CPU.
+function M.sync(dev)
+  check(C.dp_device_sync(dtype.parse_device(dev or M.get(), "dp.device.sync")))
+end
+
 -- Every tensor value of table tbl moved to dev, in place (other values untouched); returns tbl.
 -- Works for a data split { input_ids =, labels =, n = } and for a dp.data.tensors dataset.
 function M.move_tensors(tbl, dev)
@@ -103,7 +120,7 @@ end
 -- beside its parameters (buffers, and caches such as BERT's position ids, one table deep).
 -- Parameters shared between modules stay shared. Call it before dp.precision.apply, LoRA
 -- merging and dp.private: those keep references to the parameters they saw.
--- (The lead may expose this as model:to(dev) in lua/dp/nn/module.lua.)
+-- model:to(dev) (lua/dp/nn/module.lua) is this with the module's name in its errors.
 function M.move_module(model, dev)
   local who = "dp.device.move_module"
   if type(model) ~= "table" or type(model.named_modules) ~= "function" then

@@ -101,7 +101,8 @@ end
 
 -- ---------------------------------------------------------------- precision and memory
 -- How many in-place writes the storage has had (views share it); bump_version() counts a write
--- made through the raw data pointer.
+-- made through the raw data pointer: call it before writing, since on a pinned tensor it first
+-- waits for the copies to the GPU still reading it.
 function methods.version(x) return tonumber(C.dp_tensor_version(ptr(x, "version", 1))) end
 function methods.bump_version(x)
   C.dp_tensor_bump_version(ptr(x, "bump_version", 1))
@@ -129,6 +130,18 @@ function methods.set_mem_category(x, name)
   return x
 end
 function methods.mem_category(x) return memory.name(C.dp_tensor_mem_category(ptr(x, "mem_category", 1))) end
+
+-- Page-locked host memory (dp.h dp_tensor_empty_pinned): is_pinned() says whether x's storage is;
+-- pin() gives a contiguous pinned CPU copy (x itself when already pinned), from which copies to
+-- the GPU are asynchronous. Without a CUDA device it is a plain CPU copy (is_pinned() false).
+function methods.is_pinned(x) return C.dp_tensor_is_pinned(ptr(x, "is_pinned", 1)) ~= 0 end
+function methods.pin(x)
+  local p = ptr(x, "pin", 1)
+  if C.dp_tensor_is_pinned(p) ~= 0 and p.device == 0 and C.dp_tensor_is_contiguous(p) ~= 0 then return x end
+  local out = wrap(C.dp_tensor_empty_pinned(p.dtype, p.ndim, p.shape))
+  check(C.dp_copy_(out.ptr, p))
+  return out
+end
 
 -- Drop the C reference now instead of at the next collection (device memory, big buffers).
 methods.release = dpffi.release

@@ -1,9 +1,11 @@
 -- dp.data.tensors: an in-memory dataset whose examples are the rows (dim 1) of named tensors,
 -- e.g. dp.data.tensors{ input_ids = ids, labels = labels }, batched by gathering rows
--- (dp_index_select_rows: any dtype, any device, no autograd).
+-- (dp_index_select_rows: any dtype, any device, no autograd). dataset:to_device("cuda") makes
+-- the batches land on the GPU while the data stays in host memory (dp.data.staging).
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local args = require "dp.tensor_args"
+local staging = require "dp.data.staging"
 
 local C, wrap, raise, check = dpffi.C, dpffi.wrap, dpffi.raise, dpffi.check
 
@@ -55,17 +57,49 @@ local function on_device(rows, device, cache)
 end
 
 -- The examples at indices (1-based, in the order given, repeats allowed) as a table with the
--- dataset's fields, each (#indices, ...) in its own dtype and device, and n = #indices. An empty
--- list gives n = 0 and tensors with zero rows.
+-- dataset's fields, each (#indices, ...) in its own dtype and on its own device (the device set
+-- by to_device, if any), and n = #indices. An empty list gives n = 0 and tensors with zero rows.
 function Dataset:collate(indices)
   local rows, count = row_tensor(indices, self.n)
   local batch, cache = { n = count }, {}
+  local target = self.device
   for _, name in ipairs(self.names) do
     local x = args.ptr(self.tensors[name], "collate (field " .. name .. ")", 1)
-    local idx = on_device(rows, tonumber(x.device), cache)
-    batch[name] = wrap(C.dp_index_select_rows(x, idx.ptr))
+    local at = tonumber(x.device)
+    if target ~= nil and self.staging and staging.can_stage(x) then
+      batch[name] = self.rings[name]:gather(x, indices, count, target)
+    elseif target == nil or target == at then
+      batch[name] = wrap(C.dp_index_select_rows(x, on_device(rows, at, cache).ptr))
+    else   -- gathered where the field lives, then copied
+      local g = wrap(C.dp_index_select_rows(x, on_device(rows, at, cache).ptr))
+      batch[name] = staging.copy_to(g.ptr, target)
+    end
   end
   return batch
+end
+
+-- Batches on device ("cuda", "cpu", "auto"; nil: where each field lives, as before). Fields on
+-- the CPU are gathered on the CPU and copied over for each batch, so the dataset never has to
+-- fit on the GPU. With opts.staging (the default when device is not the CPU) the rows are
+-- gathered into page-locked staging buffers, two per field used in turn, and copied
+-- asynchronously: the GPU can still be reading batch k's buffer while batch k+1 is gathered
+-- into the other one (rewriting a buffer waits for its own copy only). staging = false gathers
+-- with dp_index_select_rows into fresh host tensors instead. Fields already on device are
+-- gathered there (dp.device.move_tensors(dataset, dev) first keeps the whole set on the GPU).
+-- Returns the dataset.
+function Dataset:to_device(device, opts)
+  local who = "dp.data.tensors:to_device"
+  opts = opts or {}
+  if type(opts) ~= "table" then raise(who .. ": opts must be a table such as { staging = false }") end
+  if device == nil then
+    self.device, self.staging, self.rings = nil, false, nil
+    return self
+  end
+  self.device = require("dp.dtype").parse_device(require("dp.device").resolve(device), who)
+  if opts.staging == nil then self.staging = self.device ~= 0 else self.staging = opts.staging and true or false end
+  self.rings = {}
+  for _, name in ipairs(self.names) do self.rings[name] = staging.ring(name) end
+  return self
 end
 
 local function new(tensors)

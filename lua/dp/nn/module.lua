@@ -230,6 +230,25 @@ end
 
 function Module:eval() return self:train(false) end
 
+-- Moves every parameter and the tensors kept beside them (buffers, caches) to device ("cuda",
+-- "cpu" or "auto"), in place, and returns self: dp.device.move_module with this module's name
+-- in the errors. Tensors already there keep their handles; moved ones get new handles (tied
+-- weights stay tied), so move before building optimizers, dp.private or a precision policy.
+function Module:to(device)
+  local device_mod = require "dp.device"
+  local where = ("%s:to(%s)"):format(self.__name, tostring(device))
+  if device ~= "cuda" and device ~= "cpu" and device ~= "auto" then
+    raise(("%s: unknown device %s (expected cuda, cpu or auto)"):format(where, tostring(device)))
+  end
+  if device == "cuda" and not device_mod.cuda_available() then
+    raise(("%s: cannot move %s to cuda: no CUDA device is usable (%s)")
+          :format(where, self.__name, device_mod.unavailable_reason()))
+  end
+  local ok, err = pcall(device_mod.move_module, self, device)
+  if not ok then raise(("%s: %s"):format(where, (tostring(err):gsub("^.-:%d+: ", "")))) end
+  return self
+end
+
 -- The parameter table with precision and memory (dp.nn.summary).
 function Module:summary() return require("dp.nn.summary")(self) end
 

@@ -157,8 +157,10 @@ typedef struct dp_ops {
     /* Linear epilogue (dp_linear_act): pre = x + bias (bias (N) along the last dim, may be NULL),
      * y = act(pre) with act one of DP_UN_GELU (erf form), DP_UN_RELU, DP_UN_TANH; pre (may be
      * NULL: not kept) and y rounded once each to their dtype. x, y, pre contiguous, same shape and
-     * float dtype; bias that dtype too. The add and act are computed as the unary/binary kernels
-     * compute them (f32 for bf16/f16/f32, f64 for f64), so y == unary(act, binary(add, x, bias)). */
+     * float dtype; bias that dtype too (any stride). y or pre may be x itself (written in place;
+     * never each other). The add and act are computed as the unary/binary kernels compute them
+     * (f32 for bf16/f16/f32/fp8, f64 for f64), so y == unary(act, binary(add, x, bias)) and
+     * pre == binary(add, x, bias) bit for bit on the same backend. */
     int (*bias_act)(dp_tensor *y, dp_tensor *pre, const dp_tensor *x, const dp_tensor *bias,
                     dp_unop act);
 

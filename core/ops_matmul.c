@@ -1,8 +1,10 @@
 /* ops_matmul.c: matmul (NumPy semantics: 1-D operands promoted, batch dims broadcast) and linear
  * (x @ w^T + bias as one GEMM over all rows of x), checked once and dispatched to dp_ops.gemm,
  * with their backward passes. Operands reach the kernel as views of the callers' memory: a copy
- * is made only when neither of a matrix's last two dims has unit stride. */
+ * is made only when neither of a matrix's last two dims has unit stride. linear's check, GEMM and
+ * backward are shared with dp_linear_act (ops_linear_act.c) through linear.h. */
 #include "internal.h"
+#include "linear.h"
 
 /* ---------------------------------------------------------------- geometry helpers */
 
@@ -299,27 +301,25 @@ static int64_t rows_stride(const dp_tensor *x) {
     return stride < 0 ? 0 : stride;
 }
 
-static int check_linear(dp_tensor *x, dp_tensor *w, dp_tensor *bias) {
-    int rc = check_pair("linear", "x", x, "w", w);
-    if (!rc && bias) rc = check_pair("linear", "w", w, "bias", bias);
+int dp_linear_check(const char *op, const dp_tensor *x, const dp_tensor *w, const dp_tensor *bias) {
+    int rc = check_pair(op, "x", x, "w", w);
+    if (!rc && bias) rc = check_pair(op, "w", w, "bias", bias);
     if (rc) return rc;
     if (w->ndim != 2)
-        return dp_fail(DP_ESHAPE, "linear: w must be (out, in), got %s", dp_tensor_desc(w));
+        return dp_fail(DP_ESHAPE, "%s: w must be (out, in), got %s", op, dp_tensor_desc(w));
     if (x->ndim < 1)
-        return dp_fail(DP_ESHAPE, "linear: x must have at least 1 dim, got %s", dp_tensor_desc(x));
+        return dp_fail(DP_ESHAPE, "%s: x must have at least 1 dim, got %s", op, dp_tensor_desc(x));
     if (x->shape[x->ndim - 1] != w->shape[1])
-        return dp_fail(DP_ESHAPE, "linear: expected input width %lld, got %lld (x is %s, w is %s)",
+        return dp_fail(DP_ESHAPE, "%s: expected input width %lld, got %lld (x is %s, w is %s)", op,
                        (long long)w->shape[1], (long long)x->shape[x->ndim - 1], dp_tensor_desc(x),
                        dp_tensor_desc(w));
     if (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0]))
-        return dp_fail(DP_ESHAPE, "linear: bias must be (%lld) to match w %s, got %s",
+        return dp_fail(DP_ESHAPE, "%s: bias must be (%lld) to match w %s, got %s", op,
                        (long long)w->shape[0], dp_tensor_desc(w), dp_tensor_desc(bias));
     return 0;
 }
 
-/* out = x @ w^T + bias without autograd: one GEMM over all rows of x. */
-static dp_tensor *linear_raw(dp_tensor *x, dp_tensor *w, dp_tensor *bias) {
-    if (check_linear(x, w, bias)) return NULL;
+dp_tensor *dp_linear_gemm(dp_tensor *x, dp_tensor *w, dp_tensor *bias) {
     const dp_ops *ops = dp_ops_for(x->device);
     if (!ops) return NULL;
     int64_t in = w->shape[1], outf = w->shape[0], rows = 1;
@@ -377,7 +377,7 @@ fail:
 /* gx = gy @ w, gw = gy_rows^T @ x_rows, gbias = gy summed over rows. Parameters registered with
  * an active DP engine get no gradient here: the engine receives x and gy instead (a tap) and
  * forms their clipped per-sample sum itself. */
-static int linear_backward(dp_node *node, dp_tensor *gy, dp_tensor **gi) {
+int dp_linear_grads(dp_node *node, dp_tensor *gy, dp_tensor **gi) {
     dp_tensor *x = node->saved[0], *w = node->saved[1];
     int64_t outf = w->shape[0], in = w->shape[1];
     int64_t grows_shape[2] = {-1, outf}, xrows_shape[2] = {-1, in};
@@ -411,11 +411,11 @@ done:
 }
 
 dp_tensor *dp_linear(dp_tensor *x, dp_tensor *w, dp_tensor *bias) {
-    dp_tensor *out = linear_raw(x, w, bias);
+    dp_tensor *out = dp_linear_check("linear", x, w, bias) ? NULL : dp_linear_gemm(x, w, bias);
     dp_tensor *inputs[3] = {x, w, bias};
     int32_t n = bias ? 3 : 2;
     if (!out || !dp_autograd_wanted(n, inputs)) return out;
-    dp_node *node = dp_autograd_record(out, "linear", linear_backward, n, inputs);
+    dp_node *node = dp_autograd_record(out, "linear", dp_linear_grads, n, inputs);
     if (!node) {
         dp_tensor_release(out);
         return NULL;

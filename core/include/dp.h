@@ -237,9 +237,10 @@ dp_tensor *dp_matmul(dp_tensor *a, dp_tensor *b);
 /* x (..., in) @ w(out, in)^T + bias(out) -> (..., out); bias may be NULL. */
 dp_tensor *dp_linear(dp_tensor *x, dp_tensor *w, dp_tensor *bias);
 /* act(dp_linear(x, w, bias)) as one op: the GEMM, then bias and activation in one fused pass
- * (backend bias_act), one autograd node saving only the pre-activation (and x, w). The DP engine
- * taps w and bias exactly as for dp_linear (with the gradient at the pre-activation). Values may
- * differ from the unfused ops in the last bit (the bias is added after the GEMM, not inside it). */
+ * (backend bias_act), one autograd node "linear_act" saving x, w and the pre-activation (gelu,
+ * relu) or its own output (tanh). The DP engine taps w and bias exactly as for dp_linear (with the
+ * gradient at the pre-activation). Values may differ from the unfused ops in the last bit (the
+ * bias is added after the GEMM, not inside it). DP_ACT_NONE is dp_linear itself. */
 typedef enum { DP_ACT_NONE = 0, DP_ACT_GELU = 1, DP_ACT_RELU = 2, DP_ACT_TANH = 3 } dp_activation;
 dp_tensor *dp_linear_act(dp_tensor *x, dp_tensor *w, dp_tensor *bias, int32_t act);
 /* (scale_a * a) @ (scale_b * b) for fp8 a (..., M, K) and b (..., K, N) (e4m3 or e5m2, not both
@@ -542,12 +543,14 @@ typedef struct dp_update_rule {
  * consumes it. Afterwards .grad = the noisy scaled gradient and the accumulator is zeroed;
  * describe() reports sum_norm and noise_norm as after dp_psg_finish. state0/state1: the
  * optimizer's state for this parameter (SGD: momentum buffer or NULL; Adam: m and v), contiguous,
- * f32 (f64 for f64 parameters); rounding as in dp_sgd_step_ (advanced by this call). */
+ * f32 (f64 for f64 parameters); rounding as in dp_sgd_step_ (advanced by this call). rule and state
+ * are not read for a frozen parameter (NULL is fine). Nothing is drawn or changed when a check fails. */
 int dp_psg_finish_update_param(dp_psg *psg, int32_t index, dp_noise *noise, double std, double scale,
                                const dp_update_rule *rule, dp_tensor *state0,
                                dp_tensor *state1, dp_rounding *rounding);
 /* The noise blocks (counter advance) dp_psg_finish would draw for the current parameters with
- * std > 0: lets a caller record the ledger's counter_after before the fused update runs. */
+ * std > 0: lets a caller record the ledger's counter_after before the fused update runs. A negative
+ * status when psg is NULL. */
 int64_t dp_psg_noise_blocks(const dp_psg *psg);
 int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_buf, double lr,
                  double momentum, double dampening, double weight_decay, int32_t nesterov,

@@ -83,6 +83,19 @@ function F.linear(x, w, bias)
   return wrap(C.dp_linear(ptr(x, "linear", 1), ptr(w, "linear", 2), optional(bias, "linear", 3)))
 end
 
+-- act(x @ w^T + bias) as one op (dp_linear_act: the GEMM, then bias and activation in one pass);
+-- act "gelu" (erf form), "relu", "tanh" or "none". bias may be nil.
+local activations = { none = C.DP_ACT_NONE, gelu = C.DP_ACT_GELU, relu = C.DP_ACT_RELU, tanh = C.DP_ACT_TANH }
+function F.linear_act(x, w, bias, act)
+  local id = activations[act]
+  if id == nil then
+    raise(("linear_act: act must be \"gelu\", \"relu\", \"tanh\" or \"none\", got %s")
+          :format(type(act) == "string" and ("%q"):format(act) or args.describe(act)))
+  end
+  return wrap(C.dp_linear_act(ptr(x, "linear_act", 1), ptr(w, "linear_act", 2),
+                              optional(bias, "linear_act", 3), id))
+end
+
 -- Reductions: dims nil (all), a dim or a table of dims; keepdim keeps them as size 1.
 function F.sum(x, dims, keepdim)
   local p = ptr(x, "sum", 1)

@@ -63,7 +63,13 @@ function Intermediate:init(o)
   self.act = config_mod.activations[o.config.hidden_act]
 end
 
-function Intermediate:forward(x) return dp[self.act](self.dense(x)) end
+-- Through the dense layer's fused form (bias and activation in one op) where it has one; it falls
+-- back to dp[act] on the output itself under fp8 or with LoRA adapters.
+function Intermediate:forward(x)
+  local dense = self.dense
+  if dense.forward_act then return dense:forward_act(x, self.act) end
+  return dp[self.act](dense(x))
+end
 
 -- BertOutput is BertSelfOutput's shape with the intermediate size as input.
 local Output = module.class("BertOutput", attention.BertSelfOutput)

@@ -1,5 +1,6 @@
 -- dp.nn.linear: Linear(in, out, opts), y = x W^T + b with W (out, in) and b (out), through
--- dp.linear so that the DP engine sees both parameters' per-sample gradients.
+-- dp.linear so that the DP engine sees both parameters' per-sample gradients; forward_act adds
+-- an activation in the same op (dp.linear_act).
 local raise = require("dp.ffi").raise
 local dp = require "dp"
 local module = require "dp.nn.module"
@@ -28,12 +29,37 @@ end
 -- Under an fp8 rule the weight copy holds e4m3 values (dp.precision.fp8).
 Linear.fp8_weights = { weight = true }
 
-function Linear:forward(x)
+local activations = { gelu = true, relu = true, tanh = true, none = true }
+
+local function activate(y, act)
+  if act == "none" then return y end
+  return dp[act](y)
+end
+
+-- act: nil for the plain layer; forward_act passes it through the module call (so that a
+-- precision policy casts x as for any call) to get the fused op.
+function Linear:forward(x, act)
   local st = self._precision
+  local w, b = self:param("weight"), self:param("bias")
   if st and st.fp8 then
-    return require("dp.precision.fp8").linear(st.fp8, x, self:param("weight"), self:param("bias"))
+    local y = require("dp.precision.fp8").linear(st.fp8, x, w, b)
+    return act and activate(y, act) or y
   end
-  return dp.linear(x, self:param("weight"), self:param("bias"))
+  if act then return dp.linear_act(x, w, b, act) end
+  return dp.linear(x, w, b)
+end
+
+-- act(x W^T + b) for act "gelu", "relu", "tanh" or "none": one fused op (dp.linear_act: bias and
+-- activation in one pass after the GEMM, one autograd node, the same DP-engine taps as
+-- dp.linear). Under an fp8 rule, and for a layer whose forward was replaced (LoRA adapters), the
+-- layer's own output goes through dp[act] instead.
+function Linear:forward_act(x, act)
+  if not activations[act] then
+    raise(("Linear.forward_act: act must be \"gelu\", \"relu\", \"tanh\" or \"none\", got %s")
+          :format(type(act) == "string" and ("%q"):format(act) or type(act)))
+  end
+  if rawget(self, "forward") ~= nil then return activate(self(x), act) end
+  return self(x, act)
 end
 
 return Linear

@@ -192,7 +192,8 @@ typedef struct dp_ops {
 
     /* ---- fp8 GEMM with scale factors. out (batch, M, N) bf16, f16 or f32 = alpha *
      * (scale_a * op(a)) @ (scale_b * op(b)) + beta * out, a and b fp8 (e4m3 or e5m2, not both
-     * e5m2; they may differ), layouts as gemm, f32 accumulation. (cuBLASLt on sm_89+.) */
+     * e5m2; they may differ), layouts as gemm, f32 accumulation. (cuBLASLt on sm_89+.) The scales
+     * are rounded to f32 (the core keeps them finite, > 0 and normal in f32). */
     int (*gemm_fp8)(dp_tensor *out, const dp_tensor *a, const dp_tensor *b, int32_t trans_a,
                     int32_t trans_b, double scale_a, double scale_b, double alpha, double beta);
 

@@ -244,8 +244,11 @@ dp_tensor *dp_linear(dp_tensor *x, dp_tensor *w, dp_tensor *bias);
 typedef enum { DP_ACT_NONE = 0, DP_ACT_GELU = 1, DP_ACT_RELU = 2, DP_ACT_TANH = 3 } dp_activation;
 dp_tensor *dp_linear_act(dp_tensor *x, dp_tensor *w, dp_tensor *bias, int32_t act);
 /* (scale_a * a) @ (scale_b * b) for fp8 a (..., M, K) and b (..., K, N) (e4m3 or e5m2, not both
- * e5m2), f32 accumulation, result in out_dtype (bf16, f16 or f32). cuBLASLt's fp8 kernels on
- * sm_89+, exact widening elsewhere (the CPU). Not differentiable (inputs must not require grad). */
+ * e5m2; at least 2-D, batch dims broadcast), f32 accumulation, result in out_dtype (bf16, f16 or
+ * f32). cuBLASLt's fp8 kernels on sm_89+ (their accumulation may be coarser than f32; set
+ * DP_CUDA_FP8=widen for exact f32), exact widening elsewhere (the CPU). The scales are used
+ * as f32 factors: finite, > 0 and within f32's normal range. Not differentiable: fails while grad
+ * mode is on and an input requires grad. */
 dp_tensor *dp_matmul_fp8(dp_tensor *a, dp_tensor *b, double scale_a, double scale_b, dp_dtype out_dtype);
 
 /* Reductions over dims[ndims] (ndims = 0: all dims). keepdim keeps them as size 1. */

@@ -55,7 +55,7 @@ function dp.live_tensors()
   return tonumber(C.dp_live_tensors())
 end
 dp.memory_report = require "dp.memory"   -- memory by category (parameters, activations, ...)
-for name, fn in pairs(require "dp.quant") do dp[name] = fn end   -- fake_quant, grad_quant, fp8_scale_for
+for name, fn in pairs(require "dp.quant") do dp[name] = fn end   -- fake_quant, grad_quant, fp8_scale_for, matmul_fp8
 -- A full collection that also frees the C side of every collected tensor at once.
 dp.collectgarbage = dpffi.collect
 dp.set_gc_step = dpffi.set_gc_step

@@ -1,6 +1,7 @@
--- dp.quant: emulated fp8 compute (dp_fake_quant, dp_grad_quant, dp_fp8_scale_for in dp.h) as
--- dp.fake_quant, dp.grad_quant and dp.fp8_scale_for. scale (and amax_out) are f32 tensors of
--- shape {1} (one scale per tensor) or {x:size(1)} (one per example); dtype "fp8_e4m3" or "fp8_e5m2".
+-- dp.quant: fp8 compute: emulated (dp_fake_quant, dp_grad_quant, dp_fp8_scale_for in dp.h) as
+-- dp.fake_quant, dp.grad_quant and dp.fp8_scale_for, and the fp8 GEMM with scale factors
+-- (dp_matmul_fp8) as dp.matmul_fp8. scale (and amax_out) are f32 tensors of shape {1} (one scale
+-- per tensor) or {x:size(1)} (one per example); dtype "fp8_e4m3" or "fp8_e5m2".
 local dpffi = require "dp.ffi"
 local dtype = require "dp.dtype"
 local args = require "dp.tensor_args"
@@ -47,6 +48,36 @@ function M.fp8_scale_for(amax, to, margin)
   local s = C.dp_fp8_scale_for(amax, dtype.parse(to, fn), margin)
   if s ~= s then raise(require("ffi").string(C.dp_last_error())) end
   return s
+end
+
+local matmul_fp8_opts = { scale_a = true, scale_b = true, out_dtype = true }
+
+local function scale_arg(v, name, fn)
+  if v == nil then return 1 end
+  if type(v) ~= "number" then
+    raise(("%s: %s must be a number (default 1), got %s"):format(fn, name, type(v)), 3)
+  end
+  return v
+end
+
+-- (scale_a * a) @ (scale_b * b) for fp8 a (..., M, K) and b (..., K, N) (e4m3 or e5m2, not both
+-- e5m2; batch dims broadcast), f32 accumulation, a new tensor of out_dtype ("bf16" by default,
+-- "f16" or "f32"). opts: {scale_a = 1, scale_b = 1, out_dtype = "bf16"}, scales finite and > 0.
+-- Not differentiable: the inputs must not require grad (or run it under dp.no_grad).
+function M.matmul_fp8(a, b, opts)
+  local fn = "matmul_fp8"
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    raise(("%s: opts must be a table {scale_a=, scale_b=, out_dtype=}, got %s"):format(fn, type(opts)), 2)
+  end
+  for k in pairs(opts) do
+    if not matmul_fp8_opts[k] then
+      raise(("%s: unknown option %s (expected scale_a, scale_b or out_dtype)"):format(fn, tostring(k)), 2)
+    end
+  end
+  local sa, sb = scale_arg(opts.scale_a, "scale_a", fn), scale_arg(opts.scale_b, "scale_b", fn)
+  return wrap(C.dp_matmul_fp8(ptr(a, fn, 1), ptr(b, fn, 2), sa, sb,
+                              dtype.parse(opts.out_dtype or "bf16", fn)))
 end
 
 return M

@@ -1,6 +1,7 @@
 /* psg_clip.c: clip factors from the per-example norm bounds, the clipped sums (book-keeping: one
  * GEMM over per-example scaled output gradients per linear weight, Bu et al. 2023), and the end of
- * a logical batch (Gaussian noise once, then .grad).
+ * a logical batch (Gaussian noise once, then .grad; per parameter in dp_psg_finish_param, which
+ * the fused end of a step, psg_update.c, composes with the optimizer where it has no kernel).
  *
  * The clip bound holds after rounding: factors come from upper bounds on the exact norms
  * (psg_norms.c), and a factor below 1 is shrunk by 2^-20 so that rounding C / n and rounding
@@ -152,13 +153,13 @@ static dp_tensor *as_dtype(dp_tensor *x, dp_dtype dtype) {
     return dp_cast(x, dtype);
 }
 
-/* accum (p, d) += sum_i c_i G_i^T A_i as one GEMM over all B*T rows. The factor goes on the
+/* acc (p, d) += sum_i c_i G_i^T A_i as one GEMM over all B*T rows. The factor goes on the
  * smaller side (A when d <= p, or when A is already scaled for this group's factors); the other
  * side is used as it is, except that a zeroed example's rows are zeroed there too (its values may
- * be Inf or NaN, and 0 * Inf is NaN). */
-static int sum_linear(const dp_ops *ops, dp_psg_param *p, dp_tensor *factor, const double *factors_host,
-                      dp_tensor *keep, scaled_cache *cache) {
-    dp_tensor *a = p->taps[0].a, *g = p->taps[0].g, *acc = p->accum;
+ * be Inf or NaN, and 0 * Inf is NaN). acc: p's accumulator, or a zeroed one like it. */
+static int sum_linear_composed(const dp_ops *ops, dp_psg_param *p, dp_tensor *acc, dp_tensor *factor,
+                               const double *factors_host, dp_tensor *keep, scaled_cache *cache) {
+    dp_tensor *a = p->taps[0].a, *g = p->taps[0].g;
     int64_t B = a->shape[0], T = a->shape[1], d = a->shape[2], pp = g->shape[2];
     int cached = cache->factors == factors_host && same_data(cache->src, a) && cache->scaled->dtype == acc->dtype;
     int scale_a = cached || d <= pp;
@@ -188,6 +189,36 @@ static int sum_linear(const dp_ops *ops, dp_psg_param *p, dp_tensor *factor, con
     dp_tensor_release(as);
     dp_tensor_release(gs);
     return rc;
+}
+
+typedef struct {
+    const dp_ops *ops;
+    dp_psg_param *p;
+    dp_tensor *factor, *keep;
+    const double *factors_host;
+    scaled_cache *cache;
+} composed_sum_ctx;
+
+/* The self-check's reference for the fused clipped sum (psg_fused.c). */
+static int composed_sum(void *vctx, dp_tensor *acc) {
+    composed_sum_ctx *c = vctx;
+    return sum_linear_composed(c->ops, c->p, acc, c->factor, c->factors_host, c->keep, c->cache);
+}
+
+/* p's accumulator += sum_i c_i G_i^T A_i: by the backend's fused clipped_sum where it serves these
+ * taps (bf16/f16, f32 accumulator; the factor of a zeroed example is 0, so no keep mask is
+ * needed), else composed from scale_rows and one GEMM. */
+static int sum_linear(const dp_ops *ops, dp_psg_param *p, dp_tensor *factor, const double *factors_host,
+                      dp_tensor *keep, scaled_cache *cache) {
+    dp_tensor *a = p->taps[0].a, *g = p->taps[0].g;
+    if (!dp_psg_fused_usable(ops, DP_PSG_FUSED_CLIPPED_SUM, g, a, p->accum))
+        return sum_linear_composed(ops, p, p->accum, factor, factors_host, keep, cache);
+    /* The contributions' summed norms, c_i ||S_i||, scale the self-check's tolerance. */
+    double scale = 0, L = p->owner->batch_loss_scale;
+    for (int64_t i = 0; p->sq && i < a->shape[0]; i++)
+        if (factors_host[i] != 0 && isfinite(p->sq[i])) scale += fabs(factors_host[i]) * L * sqrt(fmax(p->sq[i], 0));
+    composed_sum_ctx ctx = {ops, p, factor, keep, factors_host, cache};
+    return dp_psg_fused_clipped_sum(ops, p->accum, g, a, factor, scale, composed_sum, &ctx);
 }
 
 /* accum (V, D) rows at the indices += c_i g rows. */
@@ -367,6 +398,32 @@ static int add_noise(dp_psg_param *p, dp_noise *noise, double std) {
     return rc;
 }
 
+int dp_psg_prepare_accum(dp_psg_param *p) { return ensure_accum(p); }
+
+int dp_psg_finish_param(dp_psg_param *p, dp_noise *noise, double std, double scale) {
+    if (!p->param->requires_grad) {
+        int rc = dp_tensor_set_grad(p->param, NULL);
+        dp_tensor_release(p->accum);
+        p->accum = NULL;
+        return rc;
+    }
+    /* An empty logical batch still takes a step: noise alone. */
+    int rc = ensure_accum(p);
+    if (rc) return rc;
+    rc = add_noise(p, noise, std);
+    if (!rc && scale != 1.0) rc = dp_scale_(p->accum, scale);
+    if (!rc) rc = dp_tensor_set_grad(p->param, p->accum);
+    if (rc) {
+        char ctx[160];
+        snprintf(ctx, sizeof ctx, "noise for '%s'", p->name);
+        dp_error_prefix(ctx);
+        return rc;
+    }
+    dp_tensor_release(p->accum);
+    p->accum = NULL;
+    return 0;
+}
+
 int dp_psg_finish(dp_psg *psg, dp_noise *noise, double std, double scale) {
     const char *fn = "dp_psg_finish";
     if (!psg) return dp_fail(DP_EARG, "%s: engine is NULL", fn);
@@ -376,28 +433,7 @@ int dp_psg_finish(dp_psg *psg, dp_noise *noise, double std, double scale) {
     int prev = dp_is_grad_enabled();
     dp_set_grad_enabled(0);
     int rc = 0;
-    for (int32_t k = 0; !rc && k < psg->n; k++) {
-        dp_psg_param *p = psg->params[k];
-        if (!p->param->requires_grad) {
-            rc = dp_tensor_set_grad(p->param, NULL);
-            dp_tensor_release(p->accum);
-            p->accum = NULL;
-            continue;
-        }
-        /* An empty logical batch still takes a step: noise alone. */
-        if ((rc = ensure_accum(p))) break;
-        rc = add_noise(p, noise, std);
-        if (!rc && scale != 1.0) rc = dp_scale_(p->accum, scale);
-        if (!rc) rc = dp_tensor_set_grad(p->param, p->accum);
-        if (rc) {
-            char ctx[160];
-            snprintf(ctx, sizeof ctx, "noise for '%s'", p->name);
-            dp_error_prefix(ctx);
-            break;
-        }
-        dp_tensor_release(p->accum);
-        p->accum = NULL;
-    }
+    for (int32_t k = 0; !rc && k < psg->n; k++) rc = dp_psg_finish_param(psg->params[k], noise, std, scale);
     dp_set_grad_enabled(prev);
     return rc;
 }

@@ -57,4 +57,59 @@ void dp_psg_clear_taps(dp_psg_param *p);
 /* The group count a configuration needs: max group + 1 over registered parameters. */
 int32_t dp_psg_num_groups(const dp_psg *psg);
 
+/* ---- the end of a logical batch per parameter (psg_clip.c), for the fused end of a step
+ * (psg_update.c: dp_psg_finish_update_param). */
+/* p's accumulator, created zero (DP_MEM_GRADIENTS) when it has none. */
+int dp_psg_prepare_accum(dp_psg_param *p);
+/* dp_psg_finish for one parameter (arguments checked by the caller, grad mode off): frozen, .grad
+ * cleared and the accumulator dropped; trainable, noise added (sum_norm and noise_norm recorded),
+ * scaled, made .grad, and the accumulator dropped. */
+int dp_psg_finish_param(dp_psg_param *p, dp_noise *noise, double std, double scale);
+
+/* ---- the optimizers' argument checks and rounding advance (core/dpsgd/optim.c), shared with the
+ * fused update: the checks of dp_sgd_step_ / dp_adam_step_ under the caller's name fn, with the
+ * state arguments named in messages as given. */
+int dp_optim_check_sgd(const char *fn, const dp_tensor *param, const dp_tensor *grad,
+                       const dp_tensor *momentum_buf, const char *buf_name, double lr, double momentum,
+                       double dampening, double weight_decay, int32_t nesterov, int32_t first_step,
+                       const dp_rounding *rounding);
+int dp_optim_check_adam(const char *fn, const dp_tensor *param, const dp_tensor *grad,
+                        const dp_tensor *m, const char *m_name, const dp_tensor *v, const char *v_name,
+                        double lr, double beta1, double beta2, double eps, double weight_decay,
+                        int32_t decoupled, int64_t step, const dp_rounding *rounding);
+/* After a successful update of param: stochastic rounding of a bf16/f16/fp8 param used
+ * ceil(numel / 4) Philox blocks (f32/f64 params leave the counter alone). */
+void dp_optim_advance_rounding(dp_rounding *rounding, const dp_tensor *param);
+
+/* ---- fused per-example products (psg_fused.c): the backend's per_example_sq_norms and
+ * clipped_sum for a linear weight's taps g (B, T, P), a (B, T, D), checked against the composed
+ * path the first time each runs in a process; DP_CUDA_FUSED=0 turns them off. */
+enum { DP_PSG_FUSED_SQ_NORMS = 0, DP_PSG_FUSED_CLIPPED_SUM = 1, DP_PSG_FUSED_ENTRIES = 2 };
+/* The composed path for the self-check: squared norms into sq (B) / the clipped sum added into
+ * acc (zero on entry, the accumulator's dtype and shape). */
+typedef int (*dp_psg_composed_norms)(void *ctx, double *sq);
+typedef int (*dp_psg_composed_sum)(void *ctx, dp_tensor *acc);
+/* 0 when a DP_CUDA_FUSED value turns the fused paths off ("0", "off", "false", "no", any case),
+ * 1 otherwise (NULL: unset). */
+int dp_psg_fused_env_allows(const char *value);
+/* 1 when entry `which` of ops may serve these taps (and acc, for the clipped sum): ops has it,
+ * DP_CUDA_FUSED allows it, no failed self-check disabled it, g and a are contiguous (B, T, *) of
+ * one dtype, bf16 or f16, and acc is contiguous f32 with P * D elements. */
+int dp_psg_fused_usable(const dp_ops *ops, int which, const dp_tensor *g, const dp_tensor *a,
+                        const dp_tensor *acc);
+/* sq (B, host) = ||g_b^T a_b||_F^2 by ops->per_example_sq_norms. On the process's first call the
+ * composed values are computed too; a norm differing by more than 1e-3 relative plus tol[b] (both
+ * paths' rounding bounds; tol may be NULL) disables the entry, leaves the composed values in sq
+ * and fails with DP_EDEVICE. */
+int dp_psg_fused_sq_norms(const dp_ops *ops, double *sq, dp_tensor *g, dp_tensor *a, const double *tol,
+                          dp_psg_composed_norms composed, void *ctx);
+/* acc (param's shape, P * D elements) += sum_b factor[b] g_b^T a_b by ops->clipped_sum. On the
+ * process's first call both paths run from zero and their Frobenius difference must be within 1e-3
+ * of the composed sum's norm plus 1e-4 * scale (scale: the summed norms of the contributions);
+ * otherwise the entry is disabled, acc gets the composed sum and the call fails with DP_EDEVICE. */
+int dp_psg_fused_clipped_sum(const dp_ops *ops, dp_tensor *acc, dp_tensor *g, dp_tensor *a,
+                             dp_tensor *factor, double scale, dp_psg_composed_sum composed, void *ctx);
+/* Re-read DP_CUDA_FUSED and forget self-checks and disabled entries (for tests). */
+void dp_psg_fused_reset(void);
+
 #endif

@@ -6,7 +6,8 @@
  *   ghost form:        ||A^T G||^2 = sum_{t,s} (a_t . a_s)(g_t . g_s), two Gram matrices, about
  *                      T^2 (d + p) multiply-adds (Li et al. 2022, "Large language models can be
  *                      strong differentially private learners"; Bu et al. 2023);
- *   materialised form: A^T G formed (p x d) and squared, about 2 T d p.
+ *   materialised form: A^T G formed (p x d) and squared, about 2 T d p; on a backend with a fused
+ *                      per_example_sq_norms (CUDA, bf16/f16 taps) never stored (psg_fused.c).
  * The cheaper is chosen per parameter (or forced by dp_psg_set_form).
  * Rounding bounds (Higham, "Accuracy and stability of numerical algorithms", 3.1): an inner product
  * of length n accumulated in precision u errs by at most gamma_n = n u / (1 - n u) times the sum of
@@ -184,9 +185,10 @@ static int ghost(const dp_ops *ops, dp_psg_param *p, dp_tensor *a, dp_tensor *g,
     return rc;
 }
 
-/* Per-example A^T G in chunks of examples that fit MATERIALISE_CHUNK_BYTES. */
-static int materialise(const dp_ops *ops, dp_psg_param *p, dp_tensor *a, dp_tensor *g) {
-    int64_t B = a->shape[0], T = a->shape[1], d = a->shape[2], pp = g->shape[2];
+/* sq (B) = ||A_i^T G_i||^2, the products formed by GEMMs (a, g f32 or f64) in chunks of examples
+ * that fit MATERIALISE_CHUNK_BYTES. */
+static int materialise_sq(const dp_ops *ops, dp_tensor *a, dp_tensor *g, double *out) {
+    int64_t B = a->shape[0], d = a->shape[2], pp = g->shape[2];
     int64_t per = pp * d * dp_dtype_size(a->dtype), chunk = per ? MATERIALISE_CHUNK_BYTES / per : B;
     if (chunk < 1) chunk = 1;
     if (chunk > B) chunk = B;
@@ -198,7 +200,7 @@ static int materialise(const dp_ops *ops, dp_psg_param *p, dp_tensor *a, dp_tens
         dp_tensor *ac = dp_narrow(a, 0, i0, n), *gc = dp_narrow(g, 0, i0, n), *oc = dp_narrow(buf, 0, 0, n);
         rc = ac && gc && oc ? ops->gemm(oc, gc, ac, 1, 0, 1.0, 0.0) : DP_ENOMEM;
         double *sq = rc ? NULL : row_sq_norms(ops, oc, n);
-        if (sq) memcpy(p->sq + i0, sq, sizeof(double) * (size_t)n);
+        if (sq) memcpy(out + i0, sq, sizeof(double) * (size_t)n);
         else if (!rc) rc = DP_ENOMEM;
         free(sq);
         dp_tensor_release(ac);
@@ -206,33 +208,100 @@ static int materialise(const dp_ops *ops, dp_psg_param *p, dp_tensor *a, dp_tens
         dp_tensor_release(oc);
     }
     dp_tensor_release(buf);
-    if (rc) return rc;
-    /* Each entry of A^T G errs by gamma_T sum_t |a_tk g_tj|: in norm, gamma_T sum_t |a_t||g_t|. */
+    return rc;
+}
+
+/* u (B, malloc'd) = sum_t |a_t| |g_t| per example, any float dtype. */
+static double *abs_product_sums(const dp_ops *ops, dp_tensor *a, dp_tensor *g) {
+    int64_t B = a->shape[0], T = a->shape[1];
     double *ra = row_sq_norms(ops, a, B * T), *rg = ra ? row_sq_norms(ops, g, B * T) : NULL;
-    double *u = rg ? malloc(sizeof(double) * (size_t)B) : NULL;
-    if (u) {
-        pair_sums(u, ra, rg, B, T);
-        double gt = gamma_n((double)T, a->dtype);
-        for (int64_t i = 0; i < B; i++) {
-            double n = sqrt(fmax(p->sq[i], 0)) * (1 + 1e-12) + gt * u[i];
-            p->sq_bound[i] = n * n * (1 + 1e-12);
-        }
-    }
-    rc = u ? 0 : DP_ENOMEM;
+    double *u = rg ? malloc(sizeof(double) * (size_t)(B ? B : 1)) : NULL;
+    if (u) pair_sums(u, ra, rg, B, T);
+    else if (rg) dp_fail(DP_ENOMEM, "DP engine: out of memory for %lld norms", (long long)B);
     free(ra);
     free(rg);
+    return u;
+}
+
+/* Each entry of A^T G errs by gt sum_t |a_tk g_tj|: in norm, gt sum_t |a_t||g_t| = gt u. */
+static void materialise_bounds(dp_psg_param *p, const double *u, double gt, int64_t B) {
+    for (int64_t i = 0; i < B; i++) {
+        double n = sqrt(fmax(p->sq[i], 0)) * (1 + 1e-12) + gt * u[i];
+        p->sq_bound[i] = n * n * (1 + 1e-12);
+    }
+}
+
+/* Per-example A^T G formed by GEMMs accumulating in a's dtype (f32 or f64). */
+static int materialise(const dp_ops *ops, dp_psg_param *p, dp_tensor *a, dp_tensor *g) {
+    int rc = materialise_sq(ops, a, g, p->sq);
+    if (rc) return rc;
+    double *u = abs_product_sums(ops, a, g);
+    if (!u) return DP_ENOMEM;
+    materialise_bounds(p, u, gamma_n((double)a->shape[1], a->dtype), a->shape[0]);
     free(u);
+    return 0;
+}
+
+/* The fused form's products S_i = G_i^T A_i come from tensor cores (bf16/f16 taps, f32
+ * accumulation), which add each block of k exact products to the running sum after aligning them
+ * to the largest exponent and truncating (Fasi, Higham, Mikaitis and Pranesh 2021, "Numerical
+ * behavior of NVIDIA tensor cores"): a block errs by at most (k + 2) 2u times its terms' absolute
+ * sum, below 6u per product for any k >= 1, so gamma over 6 (T + 16) roundings (16: the zero-padded
+ * last chunk of rows) bounds each entry's error by that factor times sum_t |a_tk g_tj|, as gamma_T
+ * does for the round-to-nearest GEMM. The squares are summed in f64 (covered by the 1e-12). */
+static double tensor_core_gamma(int64_t T) { return gamma_n(6.0 * ((double)T + 16), DP_F32); }
+
+typedef struct {
+    const dp_ops *ops;
+    dp_tensor *a, *g;
+} composed_norms_ctx;
+
+/* The self-check's reference: the GEMM form on f32 copies of the taps. */
+static int composed_norms(void *vctx, double *sq) {
+    composed_norms_ctx *c = vctx;
+    dp_tensor *a = as_compute(c->a), *g = a ? as_compute(c->g) : NULL;
+    int rc = g ? materialise_sq(c->ops, a, g, sq) : DP_ENOMEM;
+    dp_tensor_release(a);
+    dp_tensor_release(g);
+    return rc;
+}
+
+/* The materialised form through the backend's fused per_example_sq_norms on the bf16/f16 taps
+ * themselves: no f32 copies of the taps, no per-example products in memory. */
+static int fused_materialise(const dp_ops *ops, dp_psg_param *p, dp_tensor *a, dp_tensor *g) {
+    int64_t B = a->shape[0], T = a->shape[1];
+    double *u = abs_product_sums(ops, a, g), *tol = u ? malloc(sizeof(double) * (size_t)(B ? B : 1)) : NULL;
+    double gt = tensor_core_gamma(T);
+    int rc = tol ? 0 : DP_ENOMEM;
+    if (!rc) {
+        /* The self-check allows both paths' rounding bounds (gamma_T for the GEMM, gt here). */
+        for (int64_t i = 0; i < B; i++) tol[i] = (gt + gamma_n((double)T, DP_F32)) * u[i];
+        composed_norms_ctx ctx = {ops, a, g};
+        rc = dp_psg_fused_sq_norms(ops, p->sq, g, a, tol, composed_norms, &ctx);
+    }
+    if (!rc) materialise_bounds(p, u, gt, B);
+    free(u);
+    free(tol);
     return rc;
 }
 
 /* Linear weight: T = 1 (2-D inputs) is the outer product a g^T, norm |a| |g|. */
 static int linear_norms(const dp_ops *ops, dp_psg_param *p, gram_cache *cache) {
-    dp_tensor *a = as_compute(p->taps[0].a), *g = a ? as_compute(p->taps[0].g) : NULL;
-    if (!g) { dp_tensor_release(a); return DP_ENOMEM; }
-    int64_t B = a->shape[0], T = a->shape[1], d = a->shape[2], pp = g->shape[2];
+    dp_tensor *ta = p->taps[0].a, *tg = p->taps[0].g;
+    int64_t B = ta->shape[0], T = ta->shape[1], d = ta->shape[2], pp = tg->shape[2];
     p->seq_len = T;
     p->ghost_flops = (double)B * T * T * (double)(d + pp);
     p->materialise_flops = 2.0 * B * T * (double)d * pp;
+    int form = p->form_request;
+    if (form == DP_PSG_AUTO) form = p->ghost_flops <= p->materialise_flops ? DP_PSG_GHOST : DP_PSG_MATERIALISE;
+    if (T != 1 && form == DP_PSG_MATERIALISE &&
+        dp_psg_fused_usable(ops, DP_PSG_FUSED_SQ_NORMS, tg, ta, NULL)) {
+        p->form_used = form;
+        p->norm_dtype = DP_F32;   /* the tensor cores accumulate in f32 */
+        return fused_materialise(ops, p, ta, tg);
+    }
+    dp_tensor *a = as_compute(ta), *g = a ? as_compute(tg) : NULL;
+    if (!g) { dp_tensor_release(a); return DP_ENOMEM; }
     int rc;
     if (T == 1) {
         p->form_used = DP_PSG_MATERIALISE;
@@ -246,8 +315,6 @@ static int linear_norms(const dp_ops *ops, dp_psg_param *p, gram_cache *cache) {
         free(ra);
         free(rg);
     } else {
-        int form = p->form_request;
-        if (form == DP_PSG_AUTO) form = p->ghost_flops <= p->materialise_flops ? DP_PSG_GHOST : DP_PSG_MATERIALISE;
         p->form_used = form;
         p->norm_dtype = (int32_t)a->dtype;   /* the Grams / the GEMM accumulate in it */
         rc = form == DP_PSG_GHOST ? ghost(ops, p, a, g, cache) : materialise(ops, p, a, g);

@@ -1,8 +1,10 @@
 /* optim.c: the checked entry points of the optimizers (dp_sgd_step_, dp_adam_step_). Every
  * argument is validated here once, with a message naming the function, the argument and what was
- * expected; the update itself runs in the device's kernel (dp_ops sgd_step / adam_step). */
+ * expected; the update itself runs in the device's kernel (dp_ops sgd_step / adam_step). The
+ * checks and the rounding counter's advance are shared with the fused end of a DP step
+ * (psg_update.c) through psg_internal.h. */
 #include <math.h>
-#include "internal.h"
+#include "psg_internal.h"
 
 /* param: a float tensor, contiguous (kernels walk it as a flat array). */
 static int check_param(const char *fn, const dp_tensor *param) {
@@ -107,7 +109,7 @@ static int check_rounding(const char *fn, const dp_rounding *rounding) {
 
 /* After a successful update: stochastic rounding of a bf16/f16/fp8 param used ceil(numel / 4)
  * Philox blocks; f32/f64 params ignore the rounding, counter included. */
-static void advance_rounding(dp_rounding *rounding, const dp_tensor *param) {
+void dp_optim_advance_rounding(dp_rounding *rounding, const dp_tensor *param) {
     if (!rounding || !rounding->stochastic || param->dtype == DP_F32 || param->dtype == DP_F64) return;
     rounding->counter += (uint64_t)((dp_tensor_numel(param) + 3) / 4);
 }
@@ -126,10 +128,10 @@ static int ops_with(const char *fn, const dp_tensor *param, int sgd, const dp_op
     return 0;
 }
 
-int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_buf, double lr,
-                 double momentum, double dampening, double weight_decay, int32_t nesterov,
-                 int32_t first_step, dp_rounding *rounding) {
-    const char *fn = "dp_sgd_step_";
+int dp_optim_check_sgd(const char *fn, const dp_tensor *param, const dp_tensor *grad,
+                       const dp_tensor *momentum_buf, const char *buf_name, double lr, double momentum,
+                       double dampening, double weight_decay, int32_t nesterov, int32_t first_step,
+                       const dp_rounding *rounding) {
     int rc;
     if ((rc = check_param(fn, param)) || (rc = check_grad(fn, grad, param))) return rc;
     if ((rc = check_nonneg(fn, "lr", lr)) || (rc = check_range(fn, "momentum", momentum, 0, 1, 1)) ||
@@ -142,33 +144,43 @@ int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_bu
         return dp_fail(DP_EARG, "%s: nesterov needs momentum > 0 and dampening 0, got momentum %g, "
                        "dampening %g", fn, momentum, dampening);
     if (momentum_buf) {
-        if ((rc = check_state(fn, "momentum_buf", momentum_buf, param)) ||
-            (rc = check_distinct(fn, "momentum_buf", momentum_buf, param, grad, NULL, NULL)))
+        if ((rc = check_state(fn, buf_name, momentum_buf, param)) ||
+            (rc = check_distinct(fn, buf_name, momentum_buf, param, grad, NULL, NULL)))
             return rc;
     } else if (momentum != 0) {
-        return dp_fail(DP_EARG, "%s: momentum_buf may be NULL only when momentum is 0, got momentum %g",
-                       fn, momentum);
+        return dp_fail(DP_EARG, "%s: %s may be NULL only when momentum is 0, got momentum %g", fn,
+                       buf_name, momentum);
     }
+    return 0;
+}
+
+int dp_sgd_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *momentum_buf, double lr,
+                 double momentum, double dampening, double weight_decay, int32_t nesterov,
+                 int32_t first_step, dp_rounding *rounding) {
+    const char *fn = "dp_sgd_step_";
+    int rc = dp_optim_check_sgd(fn, param, grad, momentum_buf, "momentum_buf", lr, momentum, dampening,
+                                weight_decay, nesterov, first_step, rounding);
+    if (rc) return rc;
     const dp_ops *ops;
     if ((rc = ops_with(fn, param, 1, &ops))) return rc;
     if (dp_tensor_numel(param) == 0) return 0;
     rc = ops->sgd_step(param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov,
                        first_step, rounding);
     if (rc) return rc;
-    advance_rounding(rounding, param);
+    dp_optim_advance_rounding(rounding, param);
     dp_tensor_bump_version(param);
     return 0;
 }
 
-int dp_adam_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v, double lr,
-                  double beta1, double beta2, double eps, double weight_decay, int32_t decoupled,
-                  int64_t step, dp_rounding *rounding) {
-    const char *fn = "dp_adam_step_";
+int dp_optim_check_adam(const char *fn, const dp_tensor *param, const dp_tensor *grad,
+                        const dp_tensor *m, const char *m_name, const dp_tensor *v, const char *v_name,
+                        double lr, double beta1, double beta2, double eps, double weight_decay,
+                        int32_t decoupled, int64_t step, const dp_rounding *rounding) {
     int rc;
     if ((rc = check_param(fn, param)) || (rc = check_grad(fn, grad, param)) ||
-        (rc = check_state(fn, "m", m, param)) || (rc = check_state(fn, "v", v, param)) ||
-        (rc = check_distinct(fn, "m", m, param, grad, v, "v")) ||
-        (rc = check_distinct(fn, "v", v, param, grad, NULL, NULL)))
+        (rc = check_state(fn, m_name, m, param)) || (rc = check_state(fn, v_name, v, param)) ||
+        (rc = check_distinct(fn, m_name, m, param, grad, v, v_name)) ||
+        (rc = check_distinct(fn, v_name, v, param, grad, NULL, NULL)))
         return rc;
     if ((rc = check_nonneg(fn, "lr", lr)) || (rc = check_range(fn, "beta1", beta1, 0, 1, 1)) ||
         (rc = check_range(fn, "beta2", beta2, 0, 1, 1)) ||
@@ -178,12 +190,22 @@ int dp_adam_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tens
     if (!(isfinite(eps) && eps > 0)) return dp_fail(DP_EARG, "%s: eps must be finite and > 0, got %g", fn, eps);
     if (step < 1)
         return dp_fail(DP_EARG, "%s: step must be >= 1 (it counts from 1), got %lld", fn, (long long)step);
+    return 0;
+}
+
+int dp_adam_step_(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v, double lr,
+                  double beta1, double beta2, double eps, double weight_decay, int32_t decoupled,
+                  int64_t step, dp_rounding *rounding) {
+    const char *fn = "dp_adam_step_";
+    int rc = dp_optim_check_adam(fn, param, grad, m, "m", v, "v", lr, beta1, beta2, eps, weight_decay,
+                                 decoupled, step, rounding);
+    if (rc) return rc;
     const dp_ops *ops;
     if ((rc = ops_with(fn, param, 0, &ops))) return rc;
     if (dp_tensor_numel(param) == 0) return 0;
     rc = ops->adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step, rounding);
     if (rc) return rc;
-    advance_rounding(rounding, param);
+    dp_optim_advance_rounding(rounding, param);
     dp_tensor_bump_version(param);
     return 0;
 }

@@ -3,15 +3,17 @@
  * contiguous with param's shape, state is f32 (f64 for f64 params). The arithmetic is f32, or f64
  * for f64 params; bf16/f16 params are widened to f32 a block at a time and rounded once (RNE) on
  * the way back, so an update is never rounded twice (or, on request, rounded stochastically: see
- * store_stochastic). Blocks are split between OpenMP threads. */
+ * store_stochastic). Blocks are split between OpenMP threads. dp_cpu_update_pass (update_pass.h)
+ * runs the same block code with a caller's pass before each block (the fused noisy update). */
 #include <math.h>
 #include "cpu_kernels.h"
 #include "ew_loop.h"
 #include "philox.h"
+#include "update_pass.h"
 
 /* Elements per block (the widening buffers live on each thread's stack), and the size below
  * which one thread does it all (a thread team costs more than the update). */
-enum { BLOCK = 1024, PAR_MIN = 1 << 15 };
+enum { BLOCK = DP_CPU_UPDATE_BLOCK, PAR_MIN = 1 << 15 };
 
 typedef struct {
     double lr, momentum, dampening, weight_decay;
@@ -186,6 +188,9 @@ typedef struct {
     const sgd_args *sgd;         /* exactly one of sgd / adam is set */
     const adam_args *adam;
     const dp_rounding *rounding; /* NULL: round to nearest even */
+    dp_cpu_block_fn pre;         /* NULL, or run on each block just before its update */
+    void *pre_ctx;
+    int64_t par_min;             /* numel above which blocks are split between threads */
 } update;
 
 static void block_f32(const update *u, int64_t off, int64_t n) {
@@ -219,9 +224,10 @@ static void run(const update *u) {
     int64_t numel = dp_tensor_numel(u->param);
     int64_t blocks = (numel + BLOCK - 1) / BLOCK;
     int wide = u->param->dtype == DP_F64;
-    #pragma omp parallel for schedule(static) if (numel > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (numel > u->par_min)
     for (int64_t k = 0; k < blocks; k++) {
         int64_t off = k * BLOCK, n = numel - off < BLOCK ? numel - off : BLOCK;
+        if (u->pre) u->pre(u->pre_ctx, off, n);
         if (wide) block_f64(u, off, n);
         else block_f32(u, off, n);
     }
@@ -230,12 +236,21 @@ static void run(const update *u) {
 /* The rounding to apply, or NULL for round to nearest. */
 static const dp_rounding *stochastic(const dp_rounding *r) { return r && r->stochastic ? r : NULL; }
 
+/* Adam's per-call constants: the bias corrections in double, on the host side of the loop. */
+static adam_args adam_args_of(double lr, double beta1, double beta2, double eps, double weight_decay,
+                              int32_t decoupled, int64_t step) {
+    double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
+    return (adam_args){ lr, beta1, beta2, eps, weight_decay, decoupled, lr / bias1, 1.0 / sqrt(bias2),
+                        1.0 - lr * weight_decay };
+}
+
 int dp_cpu_sgd_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *buf, double lr,
                     double momentum, double dampening, double weight_decay, int32_t nesterov,
                     int32_t first_step, const dp_rounding *rounding) {
     sgd_args a = { lr, momentum, dampening, weight_decay, nesterov, first_step };
     /* With momentum 0 the buffer plays no part (PyTorch keeps none). */
-    update u = { param, grad, momentum != 0 ? buf : NULL, NULL, &a, NULL, stochastic(rounding) };
+    update u = { .param = param, .grad = grad, .s0 = momentum != 0 ? buf : NULL, .sgd = &a,
+                 .rounding = stochastic(rounding), .par_min = PAR_MIN };
     run(&u);
     return 0;
 }
@@ -243,10 +258,30 @@ int dp_cpu_sgd_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *buf, dou
 int dp_cpu_adam_step(dp_tensor *param, const dp_tensor *grad, dp_tensor *m, dp_tensor *v,
                      double lr, double beta1, double beta2, double eps, double weight_decay,
                      int32_t decoupled, int64_t step, const dp_rounding *rounding) {
-    double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
-    adam_args a = { lr, beta1, beta2, eps, weight_decay, decoupled, lr / bias1, 1.0 / sqrt(bias2),
-                    1.0 - lr * weight_decay };
-    update u = { param, grad, m, v, NULL, &a, stochastic(rounding) };
+    adam_args a = adam_args_of(lr, beta1, beta2, eps, weight_decay, decoupled, step);
+    update u = { .param = param, .grad = grad, .s0 = m, .s1 = v, .adam = &a,
+                 .rounding = stochastic(rounding), .par_min = PAR_MIN };
     run(&u);
     return 0;
+}
+
+void dp_cpu_update_pass(dp_tensor *param, const dp_tensor *grad, dp_tensor *s0, dp_tensor *s1,
+                        const dp_update_rule *rule, const dp_rounding *rounding, dp_cpu_block_fn pre,
+                        void *ctx, int64_t par_min) {
+    sgd_args sa = { rule->lr, rule->momentum, rule->dampening, rule->weight_decay, rule->nesterov,
+                    rule->first_step };
+    adam_args aa = { 0 };
+    update u = { .param = param, .grad = grad, .rounding = stochastic(rounding), .pre = pre,
+                 .pre_ctx = ctx, .par_min = par_min };
+    if (rule->kind == DP_UPDATE_SGD) {
+        u.sgd = &sa;
+        u.s0 = rule->momentum != 0 ? s0 : NULL;
+    } else {
+        aa = adam_args_of(rule->lr, rule->beta1, rule->beta2, rule->eps, rule->weight_decay,
+                          rule->decoupled, rule->step);
+        u.adam = &aa;
+        u.s0 = s0;
+        u.s1 = s1;
+    }
+    run(&u);
 }

@@ -4,16 +4,11 @@
 // per 4 consecutive elements, which share one Philox block of the rounding stream, so element i
 // uses lane i % 4 of block counter + i / 4 exactly as on the CPU.
 //
-// Fusing the DP noise into this update on fp32 master weights (not done: no table entry for it)
-// would only need the noise block of core/philox.h inside update_f32: the grad of element i is
-// then g_i + std * z_i with z from dp_philox_normal_pair(seed, stream, counter + i / 2) (2 per
-// block, so a thread of 4 elements takes two noise blocks), saving one pass over the gradient.
-// Bit-identity with the unfused path requires that the sum be formed as the noise kernel does
-// (fma in double, rounded once to f32) and this file be built with -fmad=false.
+// The DP noise fused into this update (the end of a DP step in one pass) is noisy_update.cu; it
+// spells out with explicit roundings the multiply-adds that nvcc contracts here.
 #include "dpsgd.h"
 #include "philox.h"
-
-enum { SR_STREAM = 0x5352 };   // Philox ctr_hi of the stochastic-rounding uniforms ("SR")
+#include "sr_round.h"
 
 struct sgd_args {
     double lr, momentum, dampening, weight_decay;
@@ -27,49 +22,6 @@ struct adam_args {
     double inv_bias2;   // 1 / sqrt(1 - beta2^step)
     double decay;       // AdamW: 1 - lr * weight_decay
 };
-
-// ---------------------------------------------------------------- stochastic rounding
-
-struct sr_format { int man, ebits, fn; };
-
-static __device__ sr_format sr_format_of(dp_dtype dt) {
-    switch (dt) {
-    case DP_BF16: return sr_format{7, 8, 0};
-    case DP_F16: return sr_format{10, 5, 0};
-    case DP_FP8_E4M3: return sr_format{3, 4, 1};
-    default: return sr_format{2, 5, 0};
-    }
-}
-
-static __device__ double sr_decode(dp_dtype dt, uint32_t code) {
-    switch (dt) {
-    case DP_BF16: return dp_cast_bf16_to_f32((uint16_t)code);
-    case DP_F16: return dp_cast_f16_to_f32((uint16_t)code);
-    case DP_FP8_E4M3: return dp_cast_e4m3_to_f32((uint8_t)code);
-    default: return dp_cast_e5m2_to_f32((uint8_t)code);
-    }
-}
-
-// The code of v rounded stochastically into dt with the uniform u = w 2^-32: between its
-// neighbours lo < v < hi it becomes hi when u < (v - lo) / (hi - lo). Exact values, NaN, Inf,
-// and values whose far neighbour is not finite round to nearest (never overflow). Same rule and
-// arithmetic as the CPU (kernels/cpu/optim.c), so equal v and w give equal codes.
-static __device__ uint32_t round_stochastic(double v, dp_dtype dt, uint32_t w) {
-    sr_format f = sr_format_of(dt);
-    uint32_t code = dp_cast_encode(v, f.man, f.ebits, f.fn);
-    uint32_t sign = 1u << (f.ebits + f.man), mag = code & (sign - 1);
-    double a = fabs(v), near = sr_decode(dt, mag);
-    if (!isfinite(v) || !isfinite(near) || near == a) return code;
-    uint32_t far = near < a ? mag + 1 : mag - 1;   // the magnitude on a's other side
-    double o = sr_decode(dt, far);
-    if (!isfinite(o)) return code;
-    double alo = near < a ? near : o, ahi = near < a ? o : near;
-    uint32_t clo = near < a ? mag : far, chi = near < a ? far : mag;
-    double p_up = v > 0 ? (a - alo) / (ahi - alo) : (ahi - a) / (ahi - alo);
-    int up = (double)w * 0x1p-32 < p_up;
-    uint32_t pick = v > 0 ? (up ? chi : clo) : (up ? clo : chi);
-    return (code & sign) | pick;
-}
 
 // ---------------------------------------------------------------- one element
 

@@ -51,6 +51,22 @@ local function updater(decoupled)
   end
 end
 
+-- The same update as a dp_update_rule for the fused end of a DP step: the moments and the step
+-- count are kept once the update is done (commit), as updater's are after a successful call.
+local function fuser(decoupled)
+  return function(self, entry, state, rule)
+    local h = self.hyper
+    rule.kind = C.DP_UPDATE_ADAM
+    rule.lr, rule.beta1, rule.beta2, rule.eps = h.lr, h.betas[1], h.betas[2], h.eps
+    rule.weight_decay, rule.decoupled = h.weight_decay, decoupled
+    local m, v = state.m, state.v
+    if m == nil then m, v = optimizer.zeros_like_state(entry.tensor), optimizer.zeros_like_state(entry.tensor) end
+    local step = (state.step or 0) + 1
+    rule.step = step
+    return m, v, function() state.m, state.v, state.step = m, v, step end
+  end
+end
+
 local function make(kind, weight_decay, decoupled)
   return {
     kind = kind,
@@ -59,6 +75,7 @@ local function make(kind, weight_decay, decoupled)
     validate = validator(weight_decay),
     check_state = check_state,
     update = updater(decoupled),
+    fused = fuser(decoupled),
   }
 end
 

@@ -143,7 +143,9 @@ local Optimizer = {}
 Optimizer.__index = Optimizer
 
 -- spec: { kind, fn (for messages), state_keys = {...}, validate(fn, hyper) -> hyper,
---         update(self, entry, state, param_ptr, grad_ptr, rounding_ptr_or_nil) -> rc }
+--         update(self, entry, state, param_ptr, grad_ptr, rounding_ptr_or_nil) -> rc,
+--         fused(self, entry, state, rule) -> state0, state1, commit (optional: fills the
+--         dp_update_rule of the next update; commit() records it as taken) }
 function M.new(spec, params, hyper)
   local self = setmetatable({ spec = spec, entries = M.collect(spec.fn, params), steps = 0 }, Optimizer)
   local rest, default_mode, seed = rounding.split(spec.fn, hyper)
@@ -255,6 +257,27 @@ end
 
 -- Steps taken (calls of step()).
 function Optimizer:step_count() return self.steps end
+
+-- ---------------------------------------------------------------- the fused end of a DP step
+
+-- The next update of param (tensor or name) for the DP engine to run fused with its noise
+-- (Engine:finish_update): a dp_update_rule, the state tensors (state0, state1 or nil; created now
+-- if this is the parameter's first update), the rounding (self.rounding, or nil: nearest) and
+-- commit(), to call once the update is done so that the optimizer counts it as step() would
+-- (momentum's first step, Adam's step count). nil when this optimizer has no fused form.
+function Optimizer:fused_update_args(param)
+  if not self.spec.fused then return nil end
+  local e = entry_of(self, self.spec.fn .. ":fused_update_args", param)
+  local rule = ffi.new("dp_update_rule")
+  local s0, s1, commit = self.spec.fused(self, e, self.state[e.name], rule)
+  return rule, s0, s1, self.modes[e.name] == "stochastic" and self.rounding or nil, commit
+end
+
+-- Count a step whose updates ran fused (step() counts its own calls).
+function Optimizer:count_step()
+  self.steps = self.steps + 1
+  return self
+end
 
 local function copy_table(t)
   local out = {}

@@ -39,12 +39,29 @@ local function update(self, entry, state, p, g, rounding)
                         h.nesterov and 1 or 0, first, rounding)
 end
 
+-- The same update as a dp_update_rule for the fused end of a DP step; the buffer is kept only
+-- once the update is done (commit), as update() keeps it.
+local function fused(self, entry, state, rule)
+  local h = self.hyper
+  rule.kind = C.DP_UPDATE_SGD
+  rule.lr, rule.momentum, rule.dampening, rule.weight_decay = h.lr, h.momentum, h.dampening, h.weight_decay
+  rule.nesterov = h.nesterov and 1 or 0
+  local buf, first = nil, false
+  if h.momentum ~= 0 then
+    buf = state.momentum_buf
+    if buf == nil then buf, first = optimizer.zeros_like_state(entry.tensor), true end
+  end
+  rule.first_step = first and 1 or 0
+  return buf, nil, function() if first then state.momentum_buf = buf end end
+end
+
 local spec = {
   kind = "sgd",
   fn = FN,
   state_keys = { momentum_buf = "tensor" },
   validate = validate,
   update = update,
+  fused = fused,
 }
 
 local M = {}

@@ -1,7 +1,8 @@
 -- dp.privacy.engine: the per-sample gradient engine of core/dpsgd (dp_psg) as a Lua object.
 -- Register the parameters once; for each micro-batch: begin(B), run forward and backward inside
 -- engine:active(fn), then compute_norms() and clip{...}; at the end of the logical batch,
--- finish(noise, std, scale) adds the noise once and writes every trainable parameter's .grad.
+-- finish(noise, std, scale) adds the noise once and writes every trainable parameter's .grad, or
+-- finish_update(i, ...) for i = 1, 2, ... does that and the optimizer's update in one pass.
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local args = require "dp.tensor_args"
@@ -148,6 +149,23 @@ end
 -- noise: a dp.privacy.noise object (or nil when std is 0).
 function Engine:finish(noise, std, scale)
   check(C.dp_psg_finish(self.ptr, noise and noise.ptr or nil, std, scale or 1))
+end
+
+-- finish for parameter `which` (name or position) fused with its optimizer update
+-- (dp_psg_finish_update_param): rule a dp_update_rule cdata, state0 / state1 tensors (or nil),
+-- rounding a dp_rounding cdata (or nil: nearest). Call it for every parameter in order; a frozen
+-- one needs no rule. Same bits as finish then the optimizer's step.
+function Engine:finish_update(which, noise, std, scale, rule, state0, state1, rounding)
+  check(C.dp_psg_finish_update_param(self.ptr, self:index_of(which, "Engine:finish_update"),
+                                     noise and noise.ptr or nil, std, scale or 1, rule,
+                                     state0 and state0.ptr or nil, state1 and state1.ptr or nil, rounding))
+end
+
+-- The noise blocks finish draws with std > 0 (the generator's counter advance), as a number.
+function Engine:noise_blocks()
+  local blocks = C.dp_psg_noise_blocks(self.ptr)
+  if blocks < 0 then raise(ffi.string(C.dp_last_error())) end
+  return tonumber(blocks)
 end
 
 function Engine:reset() check(C.dp_psg_reset(self.ptr)) end

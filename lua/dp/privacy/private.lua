@@ -14,6 +14,9 @@
 -- scale moves. The gradient noise rises so that both releases together are one Gaussian mechanism
 -- of the accountant's sigma (dp.privacy.loss_scale explains why). A skipped step applies no
 -- update but counts in the ledger (skipped = 1): the data was touched.
+--
+-- fused_update = true (default): the noise and the optimizer update run in one pass per parameter
+-- where that gives the same bits (dp.privacy.fused_update); false: engine:finish, then step().
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 local accountant = require "dp.privacy.accountant"
@@ -215,7 +218,8 @@ function M.new(opts)
   local self = setmetatable({ loss_fn = opts.loss, optimizer = opts.optimizer, data = opts.data,
                               clipping = opts.clipping or "flat", gamma = opts.gamma,
                               loss_reduction = opts.loss_reduction or "mean", log = opts.log,
-                              metrics = opts.metrics }, Private)
+                              metrics = opts.metrics, fused_update = opts.fused_update ~= false }, Private)
+  if opts.fused_update ~= nil and type(opts.fused_update) ~= "boolean" then fail("fused_update must be true or false") end
   if type(self.loss_fn) ~= "function" then fail("loss must be a function(batch) -> per-example losses") end
   if type(self.optimizer) ~= "table" or type(self.optimizer.step) ~= "function" then
     fail("optimizer must be a dp.optim optimizer")

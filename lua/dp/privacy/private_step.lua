@@ -8,11 +8,14 @@
 -- Under loss scaling (dp.privacy.loss_scale) the backward seed carries the scale, the engine
 -- divides it out, the noisy overflow count decides the skip, and a skipped step is recorded
 -- (skipped = 1) without any update. Each step also sets stochastic rounding in the optimizer for
--- the parameters whose precision rule asks for it, and reports memory by category.
+-- the parameters whose precision rule asks for it, and reports memory by category. Without a loss
+-- scaler the noise and the update run fused per parameter (dp.privacy.fused_update; same bits,
+-- fused_update = false keeps the composed path).
 local ffi = require "ffi"
 local dpffi = require "dp.ffi"
 
 local report = require "dp.privacy.step_report"
+local fused = require "dp.privacy.fused_update"
 
 -- dp.memory_report.with_category, or a plain call on a library without memory categories.
 local function with_category(name, fn, ...)
@@ -188,16 +191,30 @@ local function logical_step(self, n, count, get)
   -- a Ctrl-C waits until the section closes.
   if repl_host then repl_host.defer(true) end
   local skipped, noisy
-  local done, failure = pcall(function()
-    self.engine:finish(self.noise, self.grad_sigma * self.sensitivity, 1 / math.max(expected, 1e-300))
-    skipped, noisy = overflow_decision(self, totals.nonfinite)
+  local std, scale = self.grad_sigma * self.sensitivity, 1 / math.max(expected, 1e-300)
+  local function record(counter_after)
     self.ledger:record{ q = self.sample_rate, sigma = self.sigma, clip = self.sensitivity, batch_size = n,
                         sampling = self.sampling, noise_mode = self.noise_mode,
                         noise_seed = self.noise_mode == "reproducible" and self.noise:state().seed or 0,
-                        noise_counter_before = noise_before, noise_counter_after = self.noise:state().counter,
+                        noise_counter_before = noise_before, noise_counter_after = counter_after,
                         sampler_counter_before = sampler_before,
                         sampler_counter_after = self.sampler_rng:state().counter,
                         skipped = skipped, aux_sigma = self.aux_sigma }
+  end
+  local done, failure = pcall(function()
+    local plan = fused.plan(self)
+    if plan then
+      -- Noise and update in one pass per parameter: the ledger first, with the counter the noise
+      -- will reach, so that a failing update still leaves the spent privacy recorded.
+      skipped = false
+      local after = self.noise:state().counter + (std > 0 and self.engine:noise_blocks() or 0)
+      record(after)
+      fused.run(self, plan, std, scale, after)
+      return
+    end
+    self.engine:finish(self.noise, std, scale)
+    skipped, noisy = overflow_decision(self, totals.nonfinite)
+    record(self.noise:state().counter)
     if not skipped then self.optimizer:step() end   -- skipped: the noisy sums are dropped, the step counts
   end)
   for _, p in ipairs(self.params) do p.tensor:set_grad(nil) end

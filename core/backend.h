@@ -207,6 +207,16 @@ typedef struct dp_ops {
     int (*host_wait)(const void *ptr, size_t bytes);
     /* Wait until everything queued on the device has finished. */
     int (*sync)(void);
+
+    /* Masked softmax (dp_softmax_masked): y = softmax(x + mask) along the last dim. x and y
+     * contiguous, same float dtype, rows of D = x->shape[ndim - 1] elements; mask has x's dtype and
+     * ndim and x's shape, broadcast-strided (stride 0 on broadcast dims, any strides otherwise):
+     * element (r, c) of the mask is at the offset its strides give for row r's index and column c.
+     * Arithmetic: each sum x + mask is computed as the binary add kernel computes it (f32 for
+     * bf16/f16/f32/fp8, f64 for f64) and rounded to x's dtype, then the row goes through the
+     * softmax kernel's arithmetic unchanged (log = 0), so y == softmax(binary(add, x, mask))
+     * bit for bit on the same backend. NULL: the core composes binary + softmax (same values). */
+    int (*softmax_masked)(dp_tensor *y, const dp_tensor *x, const dp_tensor *mask);
 } dp_ops;
 
 /* The table for a device, or NULL (with dp_fail) when that backend is not available. */

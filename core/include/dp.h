@@ -261,6 +261,15 @@ dp_tensor *dp_argmax(dp_tensor *x, int32_t dim, int32_t keepdim);
 
 dp_tensor *dp_softmax(dp_tensor *x, int32_t dim);
 dp_tensor *dp_log_softmax(dp_tensor *x, int32_t dim);
+/* softmax(x + mask) along dim, as one op (one kernel, no (x + mask) tensor): BERT's attention
+ * probabilities under an additive padding mask. Only the last dim is supported (dim = -1 or
+ * ndim - 1; anything else fails with DP_EARG). mask is an additive bias of x's float dtype (no
+ * promotion: cast it first), broadcastable to x (e.g. (B, 1, 1, T) for x (B, H, T, T)); -inf
+ * entries give weight 0 (a row of only -inf gives NaN, as the composed ops do). The sum is
+ * rounded to x's dtype before the softmax, so the result equals dp_softmax(dp_add(x, mask), dim)
+ * bit for bit on the same backend. Differentiable in x only (one node "softmax_masked", whose
+ * backward is softmax's); while grad mode is on, a mask that requires grad fails with DP_EARG. */
+dp_tensor *dp_softmax_masked(dp_tensor *x, dp_tensor *mask, int32_t dim);
 /* Normalise over the last dim: (x - mean) / sqrt(var + eps) * weight + bias; weight and bias
  * (shape [last]) may be NULL. */
 dp_tensor *dp_layer_norm(dp_tensor *x, dp_tensor *weight, dp_tensor *bias, double eps);

@@ -142,6 +142,7 @@ const dp_ops dp_cpu_ops = {
     .bias_act = dp_cpu_bias_act,
     .noisy_update = dp_cpu_noisy_update,
     .gemm_fp8 = dp_cpu_gemm_fp8,
+    .softmax_masked = dp_cpu_softmax_masked,
     /* per_example_sq_norms, clipped_sum: composed by the core from BLAS GEMMs, faster here.
      * host_alloc, host_free, host_wait, sync: nothing is asynchronous on the CPU. */
 };

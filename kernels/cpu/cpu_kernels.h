@@ -22,6 +22,7 @@ int dp_cpu_argmax(dp_tensor *out, const dp_tensor *x, int32_t dim);
 int dp_cpu_softmax(dp_tensor *y, const dp_tensor *x, int32_t dim, int32_t log);
 int dp_cpu_softmax_backward(dp_tensor *gx, const dp_tensor *gy, const dp_tensor *y, int32_t dim,
                             int32_t log);
+int dp_cpu_softmax_masked(dp_tensor *y, const dp_tensor *x, const dp_tensor *mask);
 int dp_cpu_layer_norm(dp_tensor *y, dp_tensor *mean, dp_tensor *rstd, const dp_tensor *x,
                       const dp_tensor *weight, const dp_tensor *bias, double eps);
 int dp_cpu_layer_norm_backward(dp_tensor *gx, dp_tensor *gweight, dp_tensor *gbias,

@@ -75,6 +75,8 @@ static inline unsigned nn_row_grid(int64_t rows) {
 int dp_cuda_softmax(dp_tensor *y, const dp_tensor *x, int32_t dim, int32_t log);
 int dp_cuda_softmax_backward(dp_tensor *gx, const dp_tensor *gy, const dp_tensor *y, int32_t dim,
                              int32_t log);
+// y = softmax(x + mask) over the last dim (backend.h's softmax_masked).
+int dp_cuda_softmax_masked(dp_tensor *y, const dp_tensor *x, const dp_tensor *mask);
 // layernorm.cu
 int dp_cuda_layer_norm(dp_tensor *y, dp_tensor *mean, dp_tensor *rstd, const dp_tensor *x,
                        const dp_tensor *weight, const dp_tensor *bias, double eps);

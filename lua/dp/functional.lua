@@ -140,6 +140,13 @@ function F.log_softmax(x, dim)
   return wrap(C.dp_log_softmax(p, args.dim(p, dim or -1, "log_softmax")))
 end
 
+-- softmax(x + mask) in one pass (dp_softmax_masked): mask an additive bias of x's dtype that
+-- broadcasts to x (not differentiable in it); dim must be the last (the default).
+function F.softmax_masked(x, mask, dim)
+  local p = ptr(x, "softmax_masked", 1)
+  return wrap(C.dp_softmax_masked(p, ptr(mask, "softmax_masked", 2), args.dim(p, dim or -1, "softmax_masked")))
+end
+
 -- Over the last dim; weight and bias (last,) may be nil; eps defaults to 1e-5.
 -- x (B, ..., p) + bias (p) as its own op, so the DP engine sees the bias's per-sample gradient.
 function F.bias_add(x, bias)

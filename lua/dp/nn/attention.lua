@@ -60,8 +60,15 @@ function SelfAttention:forward(x, mask_bias)
   local k = split_heads(own(self.key(x)), B, T, heads, hd)
   local v = split_heads(own(self.value(x)), B, T, heads, hd)
   local scores = q:matmul(k:transpose(3, 4))                    -- (B, heads, T, T)
-  if mask_bias then scores = scores + mask_bias end
-  local probs = self.dropout(scores:softmax(4))
+  -- softmax(scores + mask_bias) as one fused op when the mask has the scores' dtype (built in
+  -- the compute dtype, or cast to it at this module's boundary); otherwise the add promotes.
+  local probs
+  if mask_bias and mask_bias:dtype() == scores:dtype() then
+    probs = scores:softmax_masked(mask_bias, 4)
+  else
+    probs = (mask_bias and scores + mask_bias or scores):softmax(4)
+  end
+  probs = self.dropout(probs)
   return probs:matmul(v):permute { 1, 3, 2, 4 }:reshape { B, T, H }
 end
 

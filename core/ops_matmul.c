@@ -4,72 +4,19 @@
  * is made only when neither of a matrix's last two dims has unit stride. linear's check, GEMM and
  * backward are shared with dp_linear_act (ops_linear_act.c) through linear.h. */
 #include "internal.h"
+#include "gemm_operands.h"
 #include "linear.h"
 
-/* ---------------------------------------------------------------- geometry helpers */
-
-/* A kernel argument, not a tensor: a header on the stack that shares x's memory and is never
- * retained or released (kernels only read the geometry and data). Offset in elements from x. */
-static void raw_view(dp_tensor *v, const dp_tensor *x, int32_t ndim, const int64_t *shape,
-                     const int64_t *stride, int64_t offset) {
-    memset(v, 0, sizeof *v);
-    v->dtype = x->dtype;
-    v->device = x->device;
-    v->ndim = ndim;
-    for (int i = 0; i < ndim; i++) {
-        v->shape[i] = shape[i];
-        v->stride[i] = stride[i];
-    }
-    v->offset = x->offset + offset;
-    v->data = (char *)x->data + offset * dp_dtype_size(x->dtype);
-    v->storage = x->storage;
-    v->refcount = 1;
-}
-
-/* How BLAS can read an (r, c) matrix with strides (s1, s2): 0 as it is (unit stride along rows),
- * 1 as the transpose of a row-major matrix (unit stride down columns), -1 not at all. */
-static int matrix_layout(int64_t r, int64_t c, int64_t s1, int64_t s2) {
-    int64_t rmin = r > 1 ? r : 1, cmin = c > 1 ? c : 1;
-    if ((c <= 1 || s2 == 1) && (r <= 1 || s1 >= cmin)) return 0;
-    if ((r <= 1 || s1 == 1) && (c <= 1 || s2 >= rmin)) return 1;
-    return -1;
-}
-
-static int last_two_layout(const dp_tensor *x) {
-    int32_t n = x->ndim;
-    return matrix_layout(x->shape[n - 2], x->shape[n - 1], x->stride[n - 2], x->stride[n - 1]);
-}
-
-/* A contiguous copy made without autograd (the op's own node covers it). */
-static dp_tensor *raw_contiguous(const dp_ops *ops, const dp_tensor *x) {
-    dp_tensor *c = dp_empty_like(x);
-    if (c && ops->copy(c, x)) {
-        dp_tensor_release(c);
-        return NULL;
-    }
-    return c;
-}
-
-/* Matrix (r, c) of x's last two dims as a kernel operand (batch, r, c) with the given batch size
- * and stride at element offset off; passed transposed (with *trans = 1) when its unit stride
- * runs down the columns, so kernels always see unit stride in the last dim. */
-static void matrix_operand(dp_tensor *v, int32_t *trans, const dp_tensor *x, int64_t batch,
-                           int64_t batch_stride, int64_t off) {
-    int32_t n = x->ndim;
-    int64_t r = x->shape[n - 2], c = x->shape[n - 1], s1 = x->stride[n - 2], s2 = x->stride[n - 1];
-    *trans = matrix_layout(r, c, s1, s2) == 1;
-    int64_t shape[3] = {batch, *trans ? c : r, *trans ? r : c};
-    int64_t stride[3] = {batch_stride, *trans ? s2 : s1, *trans ? s1 : s2};
-    raw_view(v, x, 3, shape, stride, off);
-}
+/* ---------------------------------------------------------------- matmul into a kernel */
 
 typedef struct batch_dim {
     int64_t size, stride_a, stride_b, stride_out;
 } batch_dim;
 
 /* out (batch..., M, N), contiguous = a (..., M, K) @ b (..., K, N), batch dims broadcast (already
- * checked), both matrices readable by BLAS (matrix_layout >= 0). Batch dims that step evenly in a,
- * b and out collapse into the kernel's one batch dim; any left over are looped over here. */
+ * checked), both matrices readable by a kernel (dp_gemm_matrix_layout >= 0). Batch dims that step
+ * evenly in a, b and out collapse into the kernel's one batch dim; any left over are looped over
+ * here. */
 static int matmul_into(const dp_ops *ops, dp_tensor *out, const dp_tensor *a, const dp_tensor *b,
                        int32_t nb, const int64_t *batch_shape) {
     int64_t M = a->shape[a->ndim - 2], N = b->shape[b->ndim - 1];
@@ -106,10 +53,10 @@ static int matmul_into(const dp_ops *ops, dp_tensor *out, const dp_tensor *a, co
         }
         dp_tensor av, bv, ov;
         int32_t ta, tb;
-        matrix_operand(&av, &ta, a, inner.size, inner.stride_a, off_a);
-        matrix_operand(&bv, &tb, b, inner.size, inner.stride_b, off_b);
+        dp_gemm_operand(&av, &ta, a, inner.size, inner.stride_a, off_a);
+        dp_gemm_operand(&bv, &tb, b, inner.size, inner.stride_b, off_b);
         int64_t oshape[3] = {inner.size, M, N}, ostride[3] = {M * N, N, 1};
-        raw_view(&ov, out, 3, oshape, ostride, off_out);
+        dp_gemm_raw_view(&ov, out, 3, oshape, ostride, off_out);
         int rc = ops->gemm(&ov, &av, &bv, ta, tb, 1.0, 0.0);
         if (rc) return rc;
     }
@@ -133,13 +80,13 @@ static int check_pair(const char *op, const char *an, const dp_tensor *a, const 
 static void promote(dp_tensor *a2, dp_tensor *b2, const dp_tensor *a, const dp_tensor *b) {
     if (a->ndim == 1) {
         int64_t shape[2] = {1, a->shape[0]}, stride[2] = {a->shape[0] * a->stride[0], a->stride[0]};
-        raw_view(a2, a, 2, shape, stride, 0);
+        dp_gemm_raw_view(a2, a, 2, shape, stride, 0);
     } else {
         *a2 = *a;
     }
     if (b->ndim == 1) {
         int64_t shape[2] = {b->shape[0], 1}, stride[2] = {b->stride[0], 1};
-        raw_view(b2, b, 2, shape, stride, 0);
+        dp_gemm_raw_view(b2, b, 2, shape, stride, 0);
     } else {
         *b2 = *b;
     }
@@ -188,13 +135,11 @@ static dp_tensor *matmul_raw(dp_tensor *a, dp_tensor *b) {
     if (matmul_shapes(&a2, &b2, a, b, &nb, batch_shape, &out_ndim, out_shape)) return NULL;
     dp_tensor *out = dp_tensor_empty(a->dtype, a->device, out_ndim, out_shape);
     if (!out) return NULL;
-    /* Only a matrix BLAS cannot read at all is copied. */
-    dp_tensor *ac = last_two_layout(&a2) < 0 ? raw_contiguous(ops, &a2) : NULL;
-    dp_tensor *bc = last_two_layout(&b2) < 0 ? raw_contiguous(ops, &b2) : NULL;
-    if ((last_two_layout(&a2) < 0 && !ac) || (last_two_layout(&b2) < 0 && !bc))
-        rc = DP_ENOMEM;
-    else
-        rc = matmul_into(ops, out, ac ? ac : &a2, bc ? bc : &b2, nb, batch_shape);
+    /* Only a matrix no kernel can read at all is copied. */
+    dp_tensor *ac = NULL, *bc = NULL;
+    rc = dp_gemm_readable(ops, &a2, &ac);
+    if (!rc) rc = dp_gemm_readable(ops, &b2, &bc);
+    if (!rc) rc = matmul_into(ops, out, ac ? ac : &a2, bc ? bc : &b2, nb, batch_shape);
     dp_tensor_release(ac);
     dp_tensor_release(bc);
     if (rc) {
@@ -335,31 +280,30 @@ dp_tensor *dp_linear_gemm(dp_tensor *x, dp_tensor *w, dp_tensor *bias) {
     /* x as (1, rows, in), w as (1, out, in) read transposed. */
     dp_tensor *xc = NULL, *wc = NULL, xv, wv, ov;
     int64_t rs = rows_stride(x), xs = x->stride[x->ndim - 1];
-    if (rs < 0 || matrix_layout(rows, in, rs, xs) < 0) {
-        if (!(xc = raw_contiguous(ops, x))) goto fail;
+    if (rs < 0 || dp_gemm_layout(rows, in, rs, xs) < 0) {
+        if (!(xc = dp_gemm_contiguous(ops, x))) goto fail;
         rs = in;
         xs = 1;
     }
-    if (matrix_layout(outf, in, w->stride[0], w->stride[1]) < 0 && !(wc = raw_contiguous(ops, w)))
-        goto fail;
+    if (dp_gemm_readable(ops, w, &wc)) goto fail;
     int64_t xshape[3] = {1, rows, in}, xstride[3] = {0, rs, xs};
-    raw_view(&xv, xc ? xc : x, 3, xshape, xstride, 0);
+    dp_gemm_raw_view(&xv, xc ? xc : x, 3, xshape, xstride, 0);
     const dp_tensor *wm = wc ? wc : w;
     int32_t tw;
-    matrix_operand(&wv, &tw, wm, 1, 0, 0);
+    dp_gemm_operand(&wv, &tw, wm, 1, 0, 0);
     /* wv is w (out, in), trans 0, or w^T (in, out) when w's unit stride runs down its columns:
      * as the right operand w^T (in, out) this flips. */
     int32_t trans_b = !tw;
     int64_t oshape[3] = {1, rows, outf}, ostride[3] = {rows * outf, outf, 1};
-    raw_view(&ov, out, 3, oshape, ostride, 0);
+    dp_gemm_raw_view(&ov, out, 3, oshape, ostride, 0);
     double beta = 0;
     if (bias) {
         /* Start from the bias rows and accumulate onto them (beta = 1): one rounding for bf16. */
         int64_t bshape[2] = {rows, outf}, bstride[2] = {0, bias->stride[0]};
         dp_tensor bv, o2;
         int64_t o2stride[2] = {outf, 1};
-        raw_view(&bv, bias, 2, bshape, bstride, 0);
-        raw_view(&o2, out, 2, bshape, o2stride, 0);
+        dp_gemm_raw_view(&bv, bias, 2, bshape, bstride, 0);
+        dp_gemm_raw_view(&o2, out, 2, bshape, o2stride, 0);
         if (ops->copy(&o2, &bv)) goto fail;
         beta = 1;
     }

@@ -6,39 +6,11 @@
 #include <float.h>
 #include <math.h>
 #include "internal.h"
+#include "gemm_operands.h"
 
 #define OP "dp_matmul_fp8"
 
 static int is_fp8(dp_dtype dt) { return dt == DP_FP8_E4M3 || dt == DP_FP8_E5M2; }
-
-/* A kernel argument: a header on the stack sharing x's memory, never retained or released. */
-static void kernel_view(dp_tensor *v, const dp_tensor *x, int32_t ndim, const int64_t *shape,
-                        const int64_t *stride, int64_t offset) {
-    memset(v, 0, sizeof *v);
-    v->dtype = x->dtype;
-    v->device = x->device;
-    v->ndim = ndim;
-    for (int i = 0; i < ndim; i++) {
-        v->shape[i] = shape[i];
-        v->stride[i] = stride[i];
-    }
-    v->offset = x->offset + offset;
-    v->data = (char *)x->data + offset * dp_dtype_size(x->dtype);
-    v->storage = x->storage;
-    v->refcount = 1;
-}
-
-/* How a GEMM kernel can read the (r, c) matrix of x's last two dims: 0 with unit stride along
- * its rows, 1 with unit stride down its columns (as a transposed row-major matrix), -1 neither. */
-static int matrix_layout(const dp_tensor *x) {
-    int32_t n = x->ndim;
-    int64_t r = x->shape[n - 2], c = x->shape[n - 1], s1 = x->stride[n - 2], s2 = x->stride[n - 1];
-    int64_t rmin = r > 1 ? r : 1, cmin = c > 1 ? c : 1;
-    if (r == 0 || c == 0) return 0;   /* nothing is read */
-    if ((c <= 1 || s2 == 1) && (r <= 1 || s1 >= cmin)) return 0;
-    if ((r <= 1 || s1 == 1) && (c <= 1 || s2 >= rmin)) return 1;
-    return -1;
-}
 
 /* Scales become the f32 scale factors of the kernels: finite, > 0 and normal in f32, so that
  * rounding them to f32 neither overflows nor flushes them to zero. */
@@ -83,24 +55,6 @@ static void batch_dim(const dp_tensor *x, int32_t nb, int32_t i, int64_t *size, 
     *stride = j >= 0 && x->shape[j] != 1 ? x->stride[j] : 0;
 }
 
-/* The matrix of x at element offset off as a 3-D kernel operand (count, r, c) with batch stride
- * bs; transposed (*trans = 1) when its unit stride runs down the columns, so kernels see unit
- * stride in the last dim. */
-static void operand_view(dp_tensor *v, int32_t *trans, const dp_tensor *x, int64_t count,
-                         int64_t bs, int64_t off) {
-    int32_t n = x->ndim;
-    int64_t r = x->shape[n - 2], c = x->shape[n - 1], s1 = x->stride[n - 2], s2 = x->stride[n - 1];
-    *trans = matrix_layout(x) == 1;
-    if (r == 0 || c == 0) {
-        /* Empty: strides any kernel accepts (a (3, 0) tensor may have strides [0, 1]). */
-        s1 = c > 1 ? c : 1;
-        s2 = 1;
-    }
-    int64_t shape[3] = {count, *trans ? c : r, *trans ? r : c};
-    int64_t stride[3] = {bs, *trans ? s2 : s1, *trans ? s1 : s2};
-    kernel_view(v, x, 3, shape, stride, off);
-}
-
 /* out (batch..., M, N) = the products, one kernel call per index of all batch dims but the last,
  * which becomes the kernel's batch (stride 0 where an operand broadcasts along it). */
 static int dispatch(const dp_ops *ops, dp_tensor *out, const dp_tensor *a, const dp_tensor *b,
@@ -128,28 +82,14 @@ static int dispatch(const dp_ops *ops, dp_tensor *out, const dp_tensor *a, const
         }
         dp_tensor av, bv, ov;
         int32_t ta, tb;
-        operand_view(&av, &ta, a, kb, kbs_a, off_a);
-        operand_view(&bv, &tb, b, kb, kbs_b, off_b);
+        dp_gemm_operand(&av, &ta, a, kb, kbs_a, off_a);
+        dp_gemm_operand(&bv, &tb, b, kb, kbs_b, off_b);
         int64_t oshape[3] = {kb, M, N}, ostride[3] = {M * N, N, 1};
-        kernel_view(&ov, out, 3, oshape, ostride, off_out);
+        dp_gemm_raw_view(&ov, out, 3, oshape, ostride, off_out);
         int rc = ops->gemm_fp8(&ov, &av, &bv, ta, tb, scale_a, scale_b, 1.0, 0.0);
         if (rc) return rc;
     }
     return 0;
-}
-
-/* A contiguous copy of x when no GEMM kernel can read its matrices as they are, else NULL with
- * *failed = 0. */
-static dp_tensor *readable_copy(const dp_ops *ops, const dp_tensor *x, int *failed) {
-    *failed = 0;
-    if (matrix_layout(x) >= 0) return NULL;
-    dp_tensor *c = dp_empty_like(x);
-    if (!c || ops->copy(c, x)) {
-        dp_tensor_release(c);
-        *failed = 1;
-        return NULL;
-    }
-    return c;
 }
 
 dp_tensor *dp_matmul_fp8(dp_tensor *a, dp_tensor *b, double scale_a, double scale_b,
@@ -178,10 +118,10 @@ dp_tensor *dp_matmul_fp8(dp_tensor *a, dp_tensor *b, double scale_a, double scal
                             ops->name, dp_tensor_desc(a));
     dp_tensor *out = dp_tensor_empty(out_dtype, a->device, nb + 2, shape);
     if (!out) return NULL;
-    int fa = 0, fb = 0;
-    dp_tensor *ac = readable_copy(ops, a, &fa), *bc = fa ? NULL : readable_copy(ops, b, &fb);
-    int rc = fa || fb ? DP_ENOMEM
-                      : dispatch(ops, out, ac ? ac : a, bc ? bc : b, nb, scale_a, scale_b);
+    dp_tensor *ac = NULL, *bc = NULL;
+    int rc = dp_gemm_readable(ops, a, &ac);
+    if (!rc) rc = dp_gemm_readable(ops, b, &bc);
+    if (!rc) rc = dispatch(ops, out, ac ? ac : a, bc ? bc : b, nb, scale_a, scale_b);
     dp_tensor_release(ac);
     dp_tensor_release(bc);
     if (rc) {

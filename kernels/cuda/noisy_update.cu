@@ -66,6 +66,21 @@ static __device__ __forceinline__ R adam_fused(R p, R g, R *m, R *v, const rule_
 
 // ---------------------------------------------------------------- kernels
 
+// The thread-block's sums of a and b (one pair per thread), a tree over the threads in a fixed
+// order: red[0][0] and red[1][0] hold them on return, for every thread.
+static __device__ __forceinline__ void block_sum_pair(double (*red)[DP_CUDA_THREADS], double a, double b) {
+    red[0][threadIdx.x] = a;
+    red[1][threadIdx.x] = b;
+    __syncthreads();
+    for (int half = DP_CUDA_THREADS / 2; half > 0; half /= 2) {
+        if ((int)threadIdx.x < half) {
+            red[0][threadIdx.x] = __dadd_rn(red[0][threadIdx.x], red[0][threadIdx.x + half]);
+            red[1][threadIdx.x] = __dadd_rn(red[1][threadIdx.x], red[1][threadIdx.x + half]);
+        }
+        __syncthreads();
+    }
+}
+
 struct noise_k {
     double std;
     uint64_t seed, stream, counter;
@@ -120,17 +135,7 @@ __global__ void noisy_update_kernel(void *param, dp_dtype pt, R *acc, R *s0, R *
             }
         }
     }
-    // The thread-block's sums: a tree over the threads in a fixed order.
-    red[0][threadIdx.x] = sum_sq;
-    red[1][threadIdx.x] = noise_sq;
-    __syncthreads();
-    for (int half = DP_CUDA_THREADS / 2; half > 0; half /= 2) {
-        if ((int)threadIdx.x < half) {
-            red[0][threadIdx.x] = __dadd_rn(red[0][threadIdx.x], red[0][threadIdx.x + half]);
-            red[1][threadIdx.x] = __dadd_rn(red[1][threadIdx.x], red[1][threadIdx.x + half]);
-        }
-        __syncthreads();
-    }
+    block_sum_pair(red, sum_sq, noise_sq);
     if (threadIdx.x == 0) {
         partials[2 * blockIdx.x] = red[0][0];
         partials[2 * blockIdx.x + 1] = red[1][0];
@@ -145,16 +150,7 @@ __global__ void noisy_sums_kernel(double *sums, const double *partials, int64_t 
         a = __dadd_rn(a, partials[2 * k]);
         b = __dadd_rn(b, partials[2 * k + 1]);
     }
-    red[0][threadIdx.x] = a;
-    red[1][threadIdx.x] = b;
-    __syncthreads();
-    for (int half = DP_CUDA_THREADS / 2; half > 0; half /= 2) {
-        if ((int)threadIdx.x < half) {
-            red[0][threadIdx.x] = __dadd_rn(red[0][threadIdx.x], red[0][threadIdx.x + half]);
-            red[1][threadIdx.x] = __dadd_rn(red[1][threadIdx.x], red[1][threadIdx.x + half]);
-        }
-        __syncthreads();
-    }
+    block_sum_pair(red, a, b);
     if (threadIdx.x == 0) {
         sums[0] = red[0][0];
         sums[1] = red[1][0];

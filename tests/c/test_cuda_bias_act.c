@@ -11,7 +11,7 @@
  * Without a CUDA device it prints SKIP and exits with DP_TEST_SKIP. */
 #include "dp_test.h"
 #include "internal.h"
-#include "cuda_nn_compare.h"
+#include "cuda_test.h"
 
 static double tol_y(dp_dtype dt) {
     switch (dt) {
@@ -19,12 +19,6 @@ static double tol_y(dp_dtype dt) {
     case DP_FP8_E5M2: return 0.25;
     default: return tol_for(dt);
     }
-}
-
-static dp_tensor *dev_empty(dp_dtype dt, int32_t ndim, const int64_t *shape) {
-    dp_tensor *t = dp_tensor_empty(dt, DP_CUDA, ndim, shape);
-    CHECK_PTR(t);
-    return t;
 }
 
 /* A fresh CUDA copy of CUDA tensor d (to be written over in place). */
@@ -46,14 +40,14 @@ static void test_kernel(dp_dtype dt, dp_unop act, int with_bias) {
     dp_tensor *dx = to_cuda(x), *db2 = to_cuda(b2);
     dp_tensor *dbias = with_bias ? dp_slice(db2, 0, 0, N, 2) : NULL;
     dp_tensor *dbb = with_bias ? dp_expand(dbias, 2, xs) : NULL;
-    dp_tensor *dy = dev_empty(dt, 2, xs), *dpre = dev_empty(dt, 2, xs);
+    dp_tensor *dy = empty(dt, DP_CUDA, 2, xs), *dpre = empty(dt, DP_CUDA, 2, xs);
     CHECK_OK(cuda_ops->bias_act(dy, dpre, dx, dbias, act));
     snprintf(what, sizeof what, "bias_act %s act %d bias %d", dp_dtype_name(dt), (int)act, with_bias);
     compare(what, dpre, pre, 0.0);
     compare(what, dy, y, act == DP_UN_RELU ? 0.0 : tol_y(dt));
 
     /* CUDA's own composition: pre then act, two kernels. */
-    dp_tensor *cpre = dev_empty(dt, 2, xs), *cy = dev_empty(dt, 2, xs);
+    dp_tensor *cpre = empty(dt, DP_CUDA, 2, xs), *cy = empty(dt, DP_CUDA, 2, xs);
     if (with_bias) CHECK_OK(cuda_ops->binary(cpre, dx, dbb, DP_BIN_ADD));
     else CHECK_OK(cuda_ops->copy(cpre, dx));
     CHECK_OK(cuda_ops->unary(cy, cpre, act, 0.0, 0.0));

@@ -10,59 +10,31 @@
  *    and mean. Tolerance per output dtype, relative to 1 + |cpu|: f32 4e-6, f64 1e-13, and one
  *    rounding step for the narrow formats (bf16 2^-7, f16 2^-10, e4m3 2^-3, e5m2 2^-2);
  *  - sum of 1..1000 in f32 is 500500 exactly; argmax of a row with a known maximum.
- * Without a CUDA device it prints SKIP and exits 0. */
+ * Without a CUDA device it prints SKIP and exits with DP_TEST_SKIP. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dp_test.h"
 #include "internal.h"
+#include "cuda_test.h"
 
-static const dp_ops *gpu, *cpu;
+static const dp_ops *cpu;
 static const dp_dtype floats[] = {DP_F32, DP_F64, DP_BF16, DP_F16, DP_FP8_E4M3, DP_FP8_E5M2};
 enum { N_FLOATS = 6 };
 
 /* ---------------------------------------------------------------- helpers */
 
-static size_t nbytes(const dp_tensor *t) {
-    return (size_t)dp_tensor_numel(t) * (size_t)dp_dtype_size(t->dtype);
-}
-
 /* CPU tensor of values in [lo, hi) (|v| >= gap when gap > 0), stored with dtype's rounding. */
 static dp_tensor *make(dp_dtype dt, int32_t ndim, const int64_t *shape, uint64_t seed, double lo,
                        double hi, double gap) {
-    dp_tensor *t = dp_tensor_empty(dt, DP_CPU, ndim, shape);
-    CHECK_PTR(t);
-    if (!t) exit(1);
+    dp_tensor *t = empty(dt, DP_CPU, ndim, shape);
     uint64_t s = seed * 7919 + 17;
     for (int64_t i = 0; i < dp_tensor_numel(t); i++) {
         double v = lo + (hi - lo) * (dp_test_uniform(&s) + 1) / 2;
         if (gap > 0 && fabs(v) < gap) v = v < 0 ? -gap : gap;
         dp_store_f64(t->data, dt, i, v);
     }
-    return t;
-}
-
-static dp_tensor *up(const dp_tensor *c) {
-    dp_tensor *g = dp_tensor_empty(c->dtype, DP_CUDA, c->ndim, c->shape);
-    CHECK_PTR(g);
-    if (!g) exit(1);
-    if (nbytes(c)) CHECK_OK(gpu->memcpy_h2d(g->data, c->data, nbytes(c)));
-    return g;
-}
-
-static dp_tensor *down(const dp_tensor *g) {
-    dp_tensor *c = dp_tensor_empty(g->dtype, DP_CPU, g->ndim, g->shape);
-    CHECK_PTR(c);
-    if (!c) exit(1);
-    if (nbytes(g)) CHECK_OK(gpu->memcpy_d2h(c->data, g->data, nbytes(g)));
-    return c;
-}
-
-static dp_tensor *empty(dp_dtype dt, dp_device dev, int32_t ndim, const int64_t *shape) {
-    dp_tensor *t = dp_tensor_empty(dt, dev, ndim, shape);
-    CHECK_PTR(t);
-    if (!t) exit(1);
     return t;
 }
 
@@ -89,14 +61,8 @@ static dp_tensor *bcast(const dp_tensor *t, const int64_t *out_shape) {
     return v;
 }
 
-static int same_bytes(const dp_tensor *g, const dp_tensor *c) {
-    dp_tensor *h = down(g);
-    int same = memcmp(h->data, c->data, nbytes(c)) == 0;
-    dp_tensor_release(h);
-    return same;
-}
-
-static double tol_for(dp_dtype dt) {
+/* The tolerances of the header comment, relative to 1 + |cpu|. */
+static double ulp_tol(dp_dtype dt) {
     switch (dt) {
     case DP_F32: return 4e-6;
     case DP_F64: return 1e-13;
@@ -105,19 +71,6 @@ static double tol_for(dp_dtype dt) {
     case DP_FP8_E4M3: return 0x1p-3 * 1.01;
     default: return 0x1p-2 * 1.01;
     }
-}
-
-/* Largest |g - c| / (1 + |c|) (NaN against NaN counts 0, NaN against a number is Inf). */
-static double worst_diff(const dp_tensor *g, const dp_tensor *c) {
-    dp_tensor *h = down(g);
-    double worst = 0;
-    for (int64_t i = 0; i < dp_tensor_numel(c); i++) {
-        double x = dp_load_f64(h->data, h->dtype, i), y = dp_load_f64(c->data, c->dtype, i);
-        double d = (isnan(x) && isnan(y)) ? 0 : x == y ? 0 : fabs(x - y) / (1 + fabs(y));
-        if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
-    }
-    dp_tensor_release(h);
-    return worst;
 }
 
 /* ---------------------------------------------------------------- binary, axpy, masked_fill */
@@ -130,33 +83,33 @@ static void test_binary(void) {
         dp_store_f64(a0->data, dt, 0, NAN);
         dp_store_f64(a0->data, dt, 1, INFINITY);
         dp_store_f64(b0->data, dt, 2, NAN);
-        dp_tensor *a0g = up(a0), *b0g = up(b0);
+        dp_tensor *a0g = to_cuda(a0), *b0g = to_cuda(b0);
         dp_tensor *a = reversed(a0), *b = bcast(b0, shape), *ag = reversed(a0g), *bg = bcast(b0g, shape);
         for (int op = DP_BIN_ADD; op <= DP_BIN_MAX; op++) {
             dp_tensor *oc = empty(dt, DP_CPU, 3, shape), *og = empty(dt, DP_CUDA, 3, shape);
             CHECK_OK(cpu->binary(oc, a, b, (dp_binop)op));
-            CHECK_OK(gpu->binary(og, ag, bg, (dp_binop)op));
+            CHECK_OK(cuda_ops->binary(og, ag, bg, (dp_binop)op));
             CHECK(same_bytes(og, oc), "binary op %d %s: cuda differs from cpu", op, dp_dtype_name(dt));
             dp_tensor_release(oc);
             dp_tensor_release(og);
         }
         /* axpy: dst contiguous, src broadcast. */
-        dp_tensor *dc = make(dt, 3, shape, 9 + k, -1, 1, 0), *dg = up(dc);
+        dp_tensor *dc = make(dt, 3, shape, 9 + k, -1, 1, 0), *dg = to_cuda(dc);
         CHECK_OK(cpu->axpy(dc, 0.75, b));
-        CHECK_OK(gpu->axpy(dg, 0.75, bg));
-        double w = worst_diff(dg, dc);
-        CHECK(w <= tol_for(dt), "axpy %s: worst %g", dp_dtype_name(dt), w);
+        CHECK_OK(cuda_ops->axpy(dg, 0.75, bg));
+        double w = worst_rel_diff(dg, dc, 1);
+        CHECK(w <= ulp_tol(dt), "axpy %s: worst %g", dp_dtype_name(dt), w);
         /* masked_fill: mask (1, 4, 5) broadcast over dim 0, x strided. */
         int64_t ms[3] = {1, 4, 5};
         dp_tensor *m0 = empty(DP_U8, DP_CPU, 3, ms);
         for (int i = 0; i < 20; i++) ((uint8_t *)m0->data)[i] = (uint8_t)(i % 3 == 0);
-        dp_tensor *m0g = up(m0), *m = bcast(m0, shape), *mg = bcast(m0g, shape);
+        dp_tensor *m0g = to_cuda(m0), *m = bcast(m0, shape), *mg = bcast(m0g, shape);
         dp_tensor *oc = empty(dt, DP_CPU, 3, shape), *og = empty(dt, DP_CUDA, 3, shape);
         CHECK_OK(cpu->masked_fill(oc, a, m, -1.5));
-        CHECK_OK(gpu->masked_fill(og, ag, mg, -1.5));
+        CHECK_OK(cuda_ops->masked_fill(og, ag, mg, -1.5));
         CHECK(same_bytes(og, oc), "masked_fill %s: cuda differs from cpu", dp_dtype_name(dt));
         double got;
-        dp_tensor *oh = down(og);
+        dp_tensor *oh = to_cpu(og);
         got = dp_load_f64(oh->data, dt, 0);   /* mask[0] is set */
         CHECK(got == -1.5, "masked_fill %s: element 0 is %g, want -1.5", dp_dtype_name(dt), got);
         dp_tensor *rel[] = {a0, b0, a0g, b0g, a, b, ag, bg, dc, dg, m0, m0g, m, mg, oc, og, oh};
@@ -165,9 +118,9 @@ static void test_binary(void) {
     /* Refusals, not crashes. */
     int64_t n = 4;
     dp_tensor *ig = empty(DP_I32, DP_CUDA, 1, &n), *fg = empty(DP_F32, DP_CUDA, 1, &n);
-    CHECK(gpu->binary(ig, ig, ig, DP_BIN_ADD) == DP_EDTYPE, "binary on i32 refused");
-    CHECK(gpu->unary(fg, fg, (dp_unop)99, 0, 0) == DP_EARG, "unknown unary op refused");
-    CHECK(gpu->reduce(ig, ig, 1, (int32_t[]){0}, DP_RED_SUM) == DP_EDTYPE, "reduce on i32 refused");
+    CHECK(cuda_ops->binary(ig, ig, ig, DP_BIN_ADD) == DP_EDTYPE, "binary on i32 refused");
+    CHECK(cuda_ops->unary(fg, fg, (dp_unop)99, 0, 0) == DP_EARG, "unknown unary op refused");
+    CHECK(cuda_ops->reduce(ig, ig, 1, (int32_t[]){0}, DP_RED_SUM) == DP_EDTYPE, "reduce on i32 refused");
     dp_tensor_release(ig);
     dp_tensor_release(fg);
 }
@@ -187,26 +140,26 @@ static void test_unary(void) {
         dp_dtype dt = floats[k];
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             double lo = cases[c].positive ? 0.1 : -3, hi = cases[c].positive ? 4 : 3;
-            dp_tensor *x0 = make(dt, 2, base, 30 + c, lo, hi, 0), *x0g = up(x0);
+            dp_tensor *x0 = make(dt, 2, base, 30 + c, lo, hi, 0), *x0g = to_cuda(x0);
             dp_tensor *x = reversed(x0), *xg = reversed(x0g);
             dp_tensor *yc = empty(dt, DP_CPU, 2, shape), *yg = empty(dt, DP_CUDA, 2, shape);
             CHECK_OK(cpu->unary(yc, x, cases[c].op, cases[c].alpha, cases[c].beta));
-            CHECK_OK(gpu->unary(yg, xg, cases[c].op, cases[c].alpha, cases[c].beta));
-            double w = worst_diff(yg, yc);
+            CHECK_OK(cuda_ops->unary(yg, xg, cases[c].op, cases[c].alpha, cases[c].beta));
+            double w = worst_rel_diff(yg, yc, 1);
             if (cases[c].exact)
                 CHECK(same_bytes(yg, yc), "unary %d %s: cuda differs from cpu", (int)cases[c].op,
                       dp_dtype_name(dt));
             else
-                CHECK(w <= tol_for(dt), "unary %d (alpha %g) %s: worst %g", (int)cases[c].op,
+                CHECK(w <= ulp_tol(dt), "unary %d (alpha %g) %s: worst %g", (int)cases[c].op,
                       cases[c].alpha, dp_dtype_name(dt), w);
             /* Backward: gy strided, x strided, y the CPU's forward output (same on both). */
-            dp_tensor *g0 = make(dt, 2, base, 60 + c, -1, 1, 0), *g0g = up(g0);
-            dp_tensor *gy = reversed(g0), *gyg = reversed(g0g), *ycg = up(yc);
+            dp_tensor *g0 = make(dt, 2, base, 60 + c, -1, 1, 0), *g0g = to_cuda(g0);
+            dp_tensor *gy = reversed(g0), *gyg = reversed(g0g), *ycg = to_cuda(yc);
             dp_tensor *gc = empty(dt, DP_CPU, 2, shape), *gg = empty(dt, DP_CUDA, 2, shape);
             CHECK_OK(cpu->unary_backward(gc, gy, x, yc, cases[c].op, cases[c].alpha, cases[c].beta));
-            CHECK_OK(gpu->unary_backward(gg, gyg, xg, ycg, cases[c].op, cases[c].alpha, cases[c].beta));
-            w = worst_diff(gg, gc);
-            CHECK(w <= tol_for(dt), "unary_backward %d (alpha %g) %s: worst %g", (int)cases[c].op,
+            CHECK_OK(cuda_ops->unary_backward(gg, gyg, xg, ycg, cases[c].op, cases[c].alpha, cases[c].beta));
+            w = worst_rel_diff(gg, gc, 1);
+            CHECK(w <= ulp_tol(dt), "unary_backward %d (alpha %g) %s: worst %g", (int)cases[c].op,
                   cases[c].alpha, dp_dtype_name(dt), w);
             dp_tensor *rel[] = {x0, x0g, x, xg, yc, yg, g0, g0g, gy, gyg, ycg, gc, gg};
             for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) dp_tensor_release(rel[i]);
@@ -225,12 +178,12 @@ static void test_copy_fill(void) {
         dp_dtype st = (dp_dtype)s;
         dp_tensor *x0 = make(st, 2, base, 70 + s, -400, 400, 0);
         for (int i = 0; i < NSPECIAL; i++) dp_store_f64(x0->data, st, 5 * i, special[i]);
-        dp_tensor *x0g = up(x0), *x = reversed(x0), *xg = reversed(x0g);
+        dp_tensor *x0g = to_cuda(x0), *x = reversed(x0), *xg = reversed(x0g);
         for (int o = 0; o < DP_NUM_DTYPES; o++) {
             dp_dtype ot = (dp_dtype)o;
             dp_tensor *oc = empty(ot, DP_CPU, 2, shape), *og = empty(ot, DP_CUDA, 2, shape);
             CHECK_OK(cpu->copy(oc, x));
-            CHECK_OK(gpu->copy(og, xg));
+            CHECK_OK(cuda_ops->copy(og, xg));
             CHECK(same_bytes(og, oc), "copy %s -> %s: cuda differs from cpu", dp_dtype_name(st),
                   dp_dtype_name(ot));
             dp_tensor_release(oc);
@@ -240,21 +193,21 @@ static void test_copy_fill(void) {
         int64_t wide[2] = {6, 26}, dst_stride[2] = {26, 2};
         dp_tensor *wc = empty(st, DP_CPU, 2, wide), *wg = empty(st, DP_CUDA, 2, wide);
         CHECK_OK(cpu->fill(wc, 0.0));
-        CHECK_OK(gpu->fill(wg, 0.0));
+        CHECK_OK(cuda_ops->fill(wg, 0.0));
         dp_tensor *vc = dp_tensor_view_of(wc, 2, shape, dst_stride, 1);
         dp_tensor *vg = dp_tensor_view_of(wg, 2, shape, dst_stride, 1);
         CHECK_PTR(vc);
         CHECK_PTR(vg);
         CHECK_OK(cpu->copy(vc, x));
-        CHECK_OK(gpu->copy(vg, xg));
+        CHECK_OK(cuda_ops->copy(vg, xg));
         CHECK(same_bytes(wg, wc), "strided copy %s: cuda differs from cpu", dp_dtype_name(st));
         /* Strided fill of the other columns. */
         dp_tensor *fc = dp_tensor_view_of(wc, 2, shape, dst_stride, 0);
         dp_tensor *fg = dp_tensor_view_of(wg, 2, shape, dst_stride, 0);
         CHECK_OK(cpu->fill(fc, 1.3));
-        CHECK_OK(gpu->fill(fg, 1.3));
+        CHECK_OK(cuda_ops->fill(fg, 1.3));
         CHECK(same_bytes(wg, wc), "strided fill %s: cuda differs from cpu", dp_dtype_name(st));
-        dp_tensor *wh = down(wg);
+        dp_tensor *wh = to_cpu(wg);
         double want = dp_dtype_is_float(st) ? dp_load_f64(wc->data, st, 0) : 1.0;
         CHECK(dp_load_f64(wh->data, st, 0) == want && (!dp_dtype_is_float(st) || fabs(want - 1.3) < 0.2),
               "fill %s: element 0 is %g", dp_dtype_name(st), dp_load_f64(wh->data, st, 0));
@@ -270,7 +223,7 @@ static void test_reduce(void) {
     struct { int n; int32_t dims[3]; } sets[] = {{1, {0}}, {1, {1}}, {1, {2}}, {2, {0, 2}}, {3, {0, 1, 2}}};
     for (int k = 0; k < N_FLOATS; k++) {
         dp_dtype dt = floats[k];
-        dp_tensor *x0 = make(dt, 3, base, 90 + k, -2, 2, 0), *x0g = up(x0);
+        dp_tensor *x0 = make(dt, 3, base, 90 + k, -2, 2, 0), *x0g = to_cuda(x0);
         dp_tensor *x = reversed(x0), *xg = reversed(x0g);
         for (size_t si = 0; si < sizeof sets / sizeof sets[0]; si++) {
             int64_t os[3] = {6, 7, 130};
@@ -278,14 +231,14 @@ static void test_reduce(void) {
             for (int op = DP_RED_SUM; op <= DP_RED_MAX; op++) {
                 dp_tensor *oc = empty(dt, DP_CPU, 3, os), *og = empty(dt, DP_CUDA, 3, os);
                 CHECK_OK(cpu->reduce(oc, x, sets[si].n, sets[si].dims, (dp_redop)op));
-                CHECK_OK(gpu->reduce(og, xg, sets[si].n, sets[si].dims, (dp_redop)op));
+                CHECK_OK(cuda_ops->reduce(og, xg, sets[si].n, sets[si].dims, (dp_redop)op));
                 if (op == DP_RED_MAX) {
                     CHECK(same_bytes(og, oc), "max over set %d %s: cuda differs", (int)si,
                           dp_dtype_name(dt));
                 } else {
                     /* f32: the double sums differ in order only, so the f32 results are within
                      * one rounding of each other. */
-                    double w = worst_diff(og, oc), tol = dt == DP_F32 ? 2e-7 : tol_for(dt);
+                    double w = worst_rel_diff(og, oc, 1), tol = dt == DP_F32 ? 2e-7 : ulp_tol(dt);
                     CHECK(w <= tol, "reduce %d over set %d %s: worst %g", op, (int)si,
                           dp_dtype_name(dt), w);
                 }
@@ -301,25 +254,25 @@ static void test_reduce(void) {
     dp_tensor *c = empty(DP_F32, DP_CPU, 1, &n);
     for (int i = 0; i < 1000; i++) ((float *)c->data)[i] = (float)(i + 1);
     ((float *)c->data)[500] = 1000.0f;   /* replaced 501: the sum drops by 501 - 1000 */
-    dp_tensor *g = up(c), *og = empty(DP_F32, DP_CUDA, 1, &one);
-    CHECK_OK(gpu->reduce(og, g, 1, (int32_t[]){0}, DP_RED_SUM));
-    dp_tensor *h = down(og);
+    dp_tensor *g = to_cuda(c), *og = empty(DP_F32, DP_CUDA, 1, &one);
+    CHECK_OK(cuda_ops->reduce(og, g, 1, (int32_t[]){0}, DP_RED_SUM));
+    dp_tensor *h = to_cpu(og);
     CHECK(((float *)h->data)[0] == 500999.0f, "sum is %.9g, want 500999", ((float *)h->data)[0]);
     dp_tensor_release(h);
     /* argmax: the first of the two 1000s (index 500). */
     dp_tensor *ag = empty(DP_I64, DP_CUDA, 1, &one);
-    CHECK_OK(gpu->argmax(ag, g, 0));
-    h = down(ag);
+    CHECK_OK(cuda_ops->argmax(ag, g, 0));
+    h = to_cpu(ag);
     CHECK(((int64_t *)h->data)[0] == 500, "argmax is %lld, want 500", (long long)((int64_t *)h->data)[0]);
     dp_tensor_release(h);
     float nan = NAN;
-    CHECK_OK(gpu->memcpy_h2d((float *)g->data + 700, &nan, sizeof nan));
-    CHECK_OK(gpu->reduce(og, g, 1, (int32_t[]){0}, DP_RED_MAX));
-    CHECK_OK(gpu->argmax(ag, g, 0));
-    h = down(og);
+    CHECK_OK(cuda_ops->memcpy_h2d((float *)g->data + 700, &nan, sizeof nan));
+    CHECK_OK(cuda_ops->reduce(og, g, 1, (int32_t[]){0}, DP_RED_MAX));
+    CHECK_OK(cuda_ops->argmax(ag, g, 0));
+    h = to_cpu(og);
     CHECK(isnan(((float *)h->data)[0]), "max over a NaN is %g", ((float *)h->data)[0]);
     dp_tensor_release(h);
-    h = down(ag);
+    h = to_cpu(ag);
     CHECK(((int64_t *)h->data)[0] == 700, "argmax with NaN at 700 is %lld", (long long)((int64_t *)h->data)[0]);
     dp_tensor *rel[] = {c, g, og, ag, h};
     for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) dp_tensor_release(rel[i]);
@@ -337,16 +290,16 @@ static void test_argmax(void) {
             dp_store_f64(x0->data, dt, 200 * 5 + 3, NAN);
             dp_store_f64(x0->data, dt, 250 * 5 + 3, NAN);
         }
-        dp_tensor *x0g = up(x0), *x = reversed(x0), *xg = reversed(x0g);
+        dp_tensor *x0g = to_cuda(x0), *x = reversed(x0), *xg = reversed(x0g);
         for (int32_t dim = 0; dim < 2; dim++) {
             int64_t os[2] = {5, 300};
             os[dim] = 1;
             dp_tensor *oc = empty(DP_I64, DP_CPU, 2, os), *og = empty(DP_I64, DP_CUDA, 2, os);
             CHECK_OK(cpu->argmax(oc, x, dim));
-            CHECK_OK(gpu->argmax(og, xg, dim));
+            CHECK_OK(cuda_ops->argmax(og, xg, dim));
             CHECK(same_bytes(og, oc), "argmax %s dim %d: cuda differs", dp_dtype_name(dt), dim);
             if (dim == 1 && dp_dtype_is_float(dt)) {
-                dp_tensor *h = down(og);
+                dp_tensor *h = to_cpu(og);
                 CHECK(((int64_t *)h->data)[3] == 200, "argmax %s row 3 is %lld, want the first NaN (200)",
                       dp_dtype_name(dt), (long long)((int64_t *)h->data)[3]);
                 dp_tensor_release(h);
@@ -370,21 +323,21 @@ static void test_quant(void) {
         dp_store_f64(x->data, dt, 5, NAN);
         dp_store_f64(x->data, dt, 777 + 9, INFINITY);
         dp_store_f64(x->data, dt, 2 * 777 + 1, 1e-7);
-        dp_tensor *xg = up(x);
+        dp_tensor *xg = to_cuda(x);
         for (int64_t groups = 1; groups <= 4; groups += 3) {
             dp_tensor *ac = empty(DP_F64, DP_CPU, 1, &groups), *agp = empty(DP_F64, DP_CUDA, 1, &groups);
             CHECK_OK(cpu->quant_amax(ac, x));
-            CHECK_OK(gpu->quant_amax(agp, xg));
+            CHECK_OK(cuda_ops->quant_amax(agp, xg));
             CHECK(same_bytes(agp, ac), "quant_amax %s groups %lld: cuda differs", dp_dtype_name(dt),
                   (long long)groups);
             dp_tensor *sc = empty(DP_F32, DP_CPU, 1, &groups);
             for (int64_t i = 0; i < groups; i++) ((float *)sc->data)[i] = 0.37f + 0.5f * (float)i;
-            dp_tensor *scg = up(sc);
+            dp_tensor *scg = to_cuda(sc);
             for (int f = 0; f < 2; f++) {
                 dp_dtype q = f ? DP_FP8_E5M2 : DP_FP8_E4M3;
                 dp_tensor *oc = empty(dt, DP_CPU, 2, shape), *og = empty(dt, DP_CUDA, 2, shape);
                 CHECK_OK(cpu->fake_quant(oc, x, sc, q));
-                CHECK_OK(gpu->fake_quant(og, xg, scg, q));
+                CHECK_OK(cuda_ops->fake_quant(og, xg, scg, q));
                 CHECK(same_bytes(og, oc), "fake_quant %s -> %s groups %lld: cuda differs",
                       dp_dtype_name(dt), dp_dtype_name(q), (long long)groups);
                 dp_tensor_release(oc);
@@ -396,8 +349,8 @@ static void test_quant(void) {
         /* Known answer: the whole tensor's amax is Inf (NaN ignored). */
         int64_t one = 1;
         dp_tensor *a1 = empty(DP_F64, DP_CUDA, 1, &one);
-        CHECK_OK(gpu->quant_amax(a1, xg));
-        dp_tensor *h = down(a1);
+        CHECK_OK(cuda_ops->quant_amax(a1, xg));
+        dp_tensor *h = to_cpu(a1);
         CHECK(isinf(((double *)h->data)[0]), "amax %s is %g, want Inf", dp_dtype_name(dt), ((double *)h->data)[0]);
         dp_tensor_release(h);
         dp_tensor_release(a1);
@@ -407,12 +360,7 @@ static void test_quant(void) {
 }
 
 int main(void) {
-    if (!dp_device_available(DP_CUDA)) {
-        dp_ops_for(DP_CUDA);
-        printf("SKIP: no CUDA device (%s)\n", dp_last_error());
-        return DP_TEST_SKIP;
-    }
-    gpu = dp_ops_for(DP_CUDA);
+    if (cuda_skip()) return DP_TEST_SKIP;
     cpu = dp_ops_for(DP_CPU);
     int64_t live = dp_live_tensors();
     test_binary();

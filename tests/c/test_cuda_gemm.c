@@ -3,12 +3,12 @@
  * both operands batched (one strided-batched call), a shared b (folded into one tall GEMM), a
  * shared a (one call per matrix), operands stored column-major (unit stride down the columns),
  * and K = 0. Each element must lie within the rounding bound of its dtype: the output rounding
- * |ref| * u plus 2 K u_acc sum |alpha a b| (+ |beta c|) for the f32 (f64) accumulation. Exits 0
- * with a SKIP line when no CUDA device is usable. */
+ * |ref| * u plus 2 K u_acc sum |alpha a b| (+ |beta c|) for the f32 (f64) accumulation. Exits 77
+ * (DP_TEST_SKIP) with a SKIP line when no CUDA device is usable. */
 #include <stdlib.h>
 #include "dp_test.h"
 #include "internal.h"
-#include "cuda_nn_compare.h"
+#include "cuda_test.h"
 
 /* Relative rounding unit of each output dtype, and the smallest subnormal's half (absolute). */
 static void units(dp_dtype dt, double *u, double *abs_floor) {
@@ -26,15 +26,10 @@ static void units(dp_dtype dt, double *u, double *abs_floor) {
  * as the transpose (unit stride down the columns). *cpu gets its logical values as doubles. */
 static dp_tensor *operand(dp_dtype dt, int64_t count, int64_t r, int64_t c, int colmajor,
                           uint64_t seed, double **cpu) {
-    int32_t nd = count ? 3 : 2;
-    int64_t cnt = count ? count : 1;
-    int64_t st_shape[3] = {cnt, colmajor ? c : r, colmajor ? r : c};
-    dp_tensor *h = rnd(dt, nd, count ? st_shape : st_shape + 1, seed, 1.0);
-    dp_tensor *d = h ? to_cuda(h) : NULL;
-    int64_t shape[3] = {cnt, r, c}, stride[3] = {r * c, colmajor ? 1 : c, colmajor ? r : 1};
-    dp_tensor *hv = h ? dp_tensor_view_of(h, nd, count ? shape : shape + 1, count ? stride : stride + 1, 0) : NULL;
-    dp_tensor *dv = d ? dp_tensor_view_of(d, nd, count ? shape : shape + 1, count ? stride : stride + 1, 0) : NULL;
-    *cpu = malloc(sizeof(double) * (size_t)(cnt * r * c));
+    int64_t st_shape[3] = {count ? count : 1, colmajor ? c : r, colmajor ? r : c};
+    dp_tensor *h = rnd(dt, count ? 3 : 2, count ? st_shape : st_shape + 1, seed, 1.0), *d = to_cuda(h), *hv, *dv;
+    operand_views(h, d, count, r, c, colmajor, &hv, &dv);
+    *cpu = malloc(sizeof(double) * (size_t)(st_shape[0] * r * c));
     CHECK(hv && dv && *cpu, "operand: %s", dp_last_error());
     if (hv && *cpu) CHECK_OK(dp_tensor_to_f64(hv, *cpu));
     dp_tensor_release(h);
@@ -77,13 +72,8 @@ static void run_case(dp_dtype dt, const gemm_case *g, const char *label) {
             const double *A = av + (g->a_count ? p : 0) * M * K, *B = bv + (g->b_count ? p : 0) * K * N;
             for (int64_t i = 0; i < M && bad < 0; i++)
                 for (int64_t j = 0; j < N; j++) {
-                    double s = 0, sa = 0;
-                    for (int64_t k = 0; k < K; k++) {
-                        double x = g->ta ? A[k * M + i] : A[i * K + k];
-                        double y = g->tb ? B[j * K + k] : B[k * N + j];
-                        s += x * y;
-                        sa += fabs(x * y);
-                    }
+                    double s, sa;
+                    ref_dot(A, B, M, N, K, g->ta, g->tb, i, j, &s, &sa);
                     double cold = cv[(p * M + i) * N + j];
                     double ref = g->alpha * s + g->beta * cold;
                     double bound = fabs(ref) * u + 2.0 * (double)(K + 2) * uacc *

@@ -19,7 +19,7 @@
 #include "dp_test.h"
 #include "fp_ref.h"
 #include "internal.h"
-#include "cuda_nn_compare.h"
+#include "cuda_test.h"
 
 static const dp_ops *cpu_ops;
 static const char *(*last_path)(void);
@@ -64,18 +64,16 @@ static uint8_t code_for(dp_dtype dt, uint64_t *state, int integers) {
  * (*hv) and on CUDA (returned); *vals its logical values decoded here. */
 static dp_tensor *operand(dp_dtype dt, int64_t count, int64_t r, int64_t c, int colmajor,
                           uint64_t seed, int integers, dp_tensor **hv, double **vals) {
-    int32_t nd = count ? 3 : 2;
     int64_t cnt = count ? count : 1, n = cnt * r * c;
     uint8_t *codes = malloc((size_t)(n ? n : 1));
     *vals = malloc(sizeof(double) * (size_t)(n ? n : 1));
     uint64_t s = seed;
     for (int64_t i = 0; i < n; i++) codes[i] = code_for(dt, &s, integers);
     int64_t st_shape[3] = {cnt, colmajor ? c : r, colmajor ? r : c};
-    int64_t shape[3] = {cnt, r, c}, stride[3] = {r * c, colmajor ? 1 : c, colmajor ? r : 1};
-    dp_tensor *h = dp_tensor_from_raw(dt, nd, count ? st_shape : st_shape + 1, codes);
-    dp_tensor *d = h ? to_cuda(h) : NULL;
-    *hv = h ? dp_tensor_view_of(h, nd, count ? shape : shape + 1, count ? stride : stride + 1, 0) : NULL;
-    dp_tensor *dv = d ? dp_tensor_view_of(d, nd, count ? shape : shape + 1, count ? stride : stride + 1, 0) : NULL;
+    dp_tensor *h = dp_tensor_from_raw(dt, count ? 3 : 2, count ? st_shape : st_shape + 1, codes);
+    dp_tensor *d = h ? to_cuda(h) : NULL, *dv = NULL;
+    *hv = NULL;
+    if (h) operand_views(h, d, count, r, c, colmajor, hv, &dv);
     for (int64_t m = 0; m < cnt; m++)
         for (int64_t i = 0; i < r; i++)
             for (int64_t j = 0; j < c; j++)
@@ -103,12 +101,8 @@ static int64_t check(const double *got, dp_dtype odt, const gcase *g, const doub
         const double *A = av + (g->a_count ? p : 0) * M * K, *B = bv + (g->b_count ? p : 0) * K * N;
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) {
-                double s = 0, sa = 0;
-                for (int64_t k = 0; k < K; k++) {
-                    double x = g->ta ? A[k * M + i] : A[i * K + k], y = g->tb ? B[j * K + k] : B[k * N + j];
-                    s += x * y;
-                    sa += fabs(x * y);
-                }
+                double s, sa;
+                ref_dot(A, B, M, N, K, g->ta, g->tb, i, j, &s, &sa);
                 int64_t e = (p * M + i) * N + j;
                 double r = f * s + g->beta * cv[e];
                 *want = g->integers ? fp_round(fp_format_of(odt), r) : r;

@@ -6,7 +6,7 @@
  * with a SKIP line when no CUDA device is usable. */
 #include "dp_test.h"
 #include "internal.h"
-#include "cuda_nn_compare.h"
+#include "cuda_test.h"
 
 static const dp_dtype FLOATS[] = {DP_F32, DP_F64, DP_BF16, DP_F16};
 

@@ -15,7 +15,8 @@
  * Without a CUDA device it prints SKIP and exits with DP_TEST_SKIP. */
 #include "dp_test.h"
 #include "internal.h"
-#include "cuda_nn_compare.h"
+#include "cuda_test.h"
+#include "fused_update_cases.h"
 
 enum { STEPS = 3 };
 static const int64_t N = 70001;   /* odd, not a multiple of 4, many thread-blocks */
@@ -24,42 +25,6 @@ static dp_tensor *zeros_on(dp_dtype dt, dp_device dev, int64_t n) {
     dp_tensor *t = dp_tensor_zeros(dt, dev, 1, &n);
     CHECK(t != NULL, "zeros: %s", dp_last_error());
     return t;
-}
-
-/* Bytes of a (CUDA) and b (CUDA or CPU) equal; NULL equals NULL. */
-static int same_bytes(const dp_tensor *a, const dp_tensor *b) {
-    if (!a || !b) return a == b;
-    dp_tensor *ha = a->device == DP_CUDA ? to_cpu(a) : NULL, *hb = b->device == DP_CUDA ? to_cpu(b) : NULL;
-    const dp_tensor *x = ha ? ha : a, *y = hb ? hb : b;
-    size_t bytes = (size_t)dp_tensor_numel(x) * (size_t)dp_dtype_size(x->dtype);
-    int same = x->dtype == y->dtype && dp_tensor_numel(x) == dp_tensor_numel(y) && memcmp(x->data, y->data, bytes) == 0;
-    dp_tensor_release(ha);
-    dp_tensor_release(hb);
-    return same;
-}
-
-/* Relative tolerance of a param dtype against the CPU: about one rounding step. */
-static double step_tol(dp_dtype dt) {
-    switch (dt) {
-    case DP_F32: return 1e-6;
-    case DP_F64: return 1e-13;
-    case DP_BF16: return 0x1p-7;
-    case DP_F16: return 0x1p-10;
-    default: return 0x1p-3;
-    }
-}
-
-/* Largest |a - b| / (floor + |b|), a on CUDA, b on the CPU. */
-static double rel_diff(const dp_tensor *a_dev, const dp_tensor *b, double floor_abs) {
-    dp_tensor *a = to_cpu(a_dev);
-    double worst = 0;
-    for (int64_t i = 0; a && i < dp_tensor_numel(b); i++) {
-        double x = dp_load_f64(a->data, a->dtype, i), y = dp_load_f64(b->data, b->dtype, i);
-        double d = (isnan(x) && isnan(y)) ? 0 : fabs(x - y) / (floor_abs + fabs(y));
-        if (!(d <= worst)) worst = d;
-    }
-    dp_tensor_release(a);
-    return worst;
 }
 
 typedef struct {
@@ -129,8 +94,8 @@ static void check_kernel(dp_dtype pt, const dp_update_rule *base, const char *wh
         /* Advance as the core does after each update. */
         if (sr && pt != DP_F32 && pt != DP_F64) r.counter += (uint64_t)((N + 3) / 4);
     }
-    double ep = rel_diff(f.p, c.p, pt == DP_FP8_E4M3 ? 0x1p-6 : 1e-3);
-    double e0 = f.s0 ? rel_diff(f.s0, c.s0, 1e-3) : 0, e1 = f.s1 ? rel_diff(f.s1, c.s1, 1e-6) : 0;
+    double ep = worst_rel_diff(f.p, c.p, pt == DP_FP8_E4M3 ? 0x1p-6 : 1e-3);
+    double e0 = f.s0 ? worst_rel_diff(f.s0, c.s0, 1e-3) : 0, e1 = f.s1 ? worst_rel_diff(f.s1, c.s1, 1e-6) : 0;
     double tol = step_tol(pt), stol = pt == at ? step_tol(at) * 10 : 1e-3;
     if (sr) tol *= 2;   /* a value one ulp apart may round stochastically to the other neighbour */
     CHECK(ep <= tol && e0 <= stol && e1 <= stol, "%s %s sr=%d vs cpu: param %g, state %g %g", dn, what, sr, ep, e0,
@@ -213,20 +178,12 @@ int main(void) {
     if (cuda_skip()) return DP_TEST_SKIP;
     int64_t live = dp_live_tensors();
     const dp_dtype pts[] = {DP_F32, DP_BF16, DP_F16, DP_FP8_E4M3, DP_F64};
-    const dp_update_rule rules[] = {
-        {.kind = DP_UPDATE_SGD, .lr = 0.05},
-        {.kind = DP_UPDATE_SGD, .lr = 0.05, .momentum = 0.9, .dampening = 0.1, .weight_decay = 1e-3},
-        {.kind = DP_UPDATE_SGD, .lr = 0.05, .momentum = 0.8, .nesterov = 1, .weight_decay = 1e-2},
-        {.kind = DP_UPDATE_ADAM, .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01},
-        {.kind = DP_UPDATE_ADAM, .lr = 1e-2, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.05,
-         .decoupled = 1},
-    };
-    const char *names[] = {"sgd", "sgd+momentum+wd", "nesterov", "adam", "adamw"};
     for (int d = 0; d < 5; d++)
-        for (int r = 0; r < 5; r++)
+        for (int r = 0; r < N_FUSED_UPDATE_CASES; r++)
             for (int sr = 0; sr < 2; sr++) {
+                const fused_update_case *u = &fused_update_cases[r];
                 if (sr && (pts[d] == DP_F32 || pts[d] == DP_F64)) continue;
-                check_kernel(pts[d], &rules[r], names[r], sr, r == 2 ? 1.0 : 1.0 / 64);
+                check_kernel(pts[d], &u->rule, u->name, sr, u->scale);
             }
     check_core(0);
     check_core(1);

@@ -19,28 +19,20 @@
 #include "dp_test.h"
 #include "internal.h"
 #include "dpsgd/psg_internal.h"
-
-static const dp_ops *gpu;
+#include "cuda_test.h"
 
 /* ---------------------------------------------------------------- helpers */
 
-/* CPU tensor of values scale * [-1, 1) rounded into dt. */
+/* CPU tensor of values scale * [-1, 1) rounded into dt, seeded with seed * 7919 + 17. */
 static dp_tensor *make(dp_dtype dt, int32_t ndim, const int64_t *shape, uint64_t seed, double scale) {
-    dp_tensor *t = dp_tensor_empty(dt, DP_CPU, ndim, shape);
-    CHECK_PTR(t);
-    if (!t) exit(1);
-    uint64_t s = seed * 7919 + 17;
-    for (int64_t i = 0; i < dp_tensor_numel(t); i++) dp_store_f64(t->data, dt, i, scale * dp_test_uniform(&s));
-    return t;
+    return rnd_state(dt, ndim, shape, seed * 7919 + 17, scale);
 }
 
-/* A CUDA tensor holding c's values; with misalign, a contiguous view one element into a larger
- * block, so its data is not 16-byte aligned. */
-static dp_tensor *up(dp_tensor *c, int misalign) {
+/* A CUDA tensor holding c's values: a contiguous view into a larger block, with misalign one
+ * element in, so that its data is not 16-byte aligned. */
+static dp_tensor *to_cuda_view(dp_tensor *c, int misalign) {
     int64_t n = dp_tensor_numel(c) + (misalign ? 1 : 0);
-    dp_tensor *block = dp_tensor_empty(c->dtype, DP_CUDA, 1, &n);
-    CHECK_PTR(block);
-    if (!block) exit(1);
+    dp_tensor *block = empty(c->dtype, DP_CUDA, 1, &n);
     dp_tensor *flat = dp_narrow(block, 0, misalign ? 1 : 0, dp_tensor_numel(c));
     dp_tensor *g = flat ? dp_reshape(flat, c->ndim, c->shape) : NULL;
     CHECK_PTR(g);
@@ -93,7 +85,7 @@ static void test_shape(dp_dtype dt, const shape4 *s, uint64_t seed) {
     double *S = malloc(sizeof(double) * n), *abs_s = malloc(sizeof(double) * n);
     if (!S || !abs_s) exit(1);
     reference(s, g, a, S, abs_s);
-    dp_tensor *gd = up(gc, s->misalign), *ad = up(ac, s->misalign);
+    dp_tensor *gd = to_cuda_view(gc, s->misalign), *ad = to_cuda_view(ac, s->misalign);
     char what[96];
     snprintf(what, sizeof what, "%s B %lld T %lld P %lld D %lld%s", dp_dtype_name(dt), (long long)B,
              (long long)T, (long long)P, (long long)D, s->misalign ? " unaligned" : "");
@@ -101,7 +93,7 @@ static void test_shape(dp_dtype dt, const shape4 *s, uint64_t seed) {
     /* norms: out filled with garbage first, so every entry must be written */
     dp_tensor *out = dp_tensor_full(DP_F64, DP_CUDA, 1, &B, 12345.0);
     CHECK_PTR(out);
-    CHECK_OK(gpu->per_example_sq_norms(out, gd, ad));
+    CHECK_OK(cuda_ops->per_example_sq_norms(out, gd, ad));
     double *sq = host(out);
     for (int64_t b = 0; b < B; b++) {
         double ref = 0;
@@ -118,11 +110,11 @@ static void test_shape(dp_dtype dt, const shape4 *s, uint64_t seed) {
     double *f = malloc(sizeof(double) * (size_t)(B + 1));
     uint64_t st = seed + 99;
     for (int64_t b = 0; b < B; b++) f[b] = b == bad ? 0.0 : 1.125 + 0.875 * dp_test_uniform(&st);
-    dp_tensor *fc = dp_tensor_from_f64(DP_F64, 1, &B, f), *fd = up(fc, 0);
+    dp_tensor *fc = dp_tensor_from_f64(DP_F64, 1, &B, f), *fd = to_cuda_view(fc, 0);
     dp_tensor *acc0 = make(DP_F32, 2, accs, seed + 2, 1.0);
-    dp_tensor *acc = up(acc0, 0), *acc_again = up(acc0, 0);
-    CHECK_OK(gpu->clipped_sum(acc, gd, ad, fd));
-    CHECK_OK(gpu->clipped_sum(acc_again, gd, ad, fd));
+    dp_tensor *acc = to_cuda_view(acc0, 0), *acc_again = to_cuda_view(acc0, 0);
+    CHECK_OK(cuda_ops->clipped_sum(acc, gd, ad, fd));
+    CHECK_OK(cuda_ops->clipped_sum(acc_again, gd, ad, fd));
     double *r = host(acc), *r2 = host(acc_again), *base = host(acc0);
     int64_t worst = -1;
     double worst_rel = 0;
@@ -166,16 +158,16 @@ static void test_errors(void) {
     dp_tensor *abad = dp_tensor_zeros(DP_BF16, DP_CUDA, 3, bad_as), *out = dp_tensor_zeros(DP_F64, DP_CUDA, 1, &two);
     dp_tensor *out32 = dp_tensor_zeros(DP_F32, DP_CUDA, 1, &two), *acc = dp_tensor_zeros(DP_F32, DP_CUDA, 2, accs);
     dp_tensor *acc_wrong = dp_tensor_zeros(DP_F32, DP_CUDA, 2, wrong), *f = dp_tensor_zeros(DP_F64, DP_CUDA, 1, &two);
-    CHECK(gpu->per_example_sq_norms(out, g, a16) == DP_EDTYPE, "mixed dtypes: %s", dp_last_error());
+    CHECK(cuda_ops->per_example_sq_norms(out, g, a16) == DP_EDTYPE, "mixed dtypes: %s", dp_last_error());
     CHECK(strstr(dp_last_error(), "per_example_sq_norms") != NULL, "message: %s", dp_last_error());
-    CHECK(gpu->per_example_sq_norms(out, g, a32) == DP_EDTYPE, "f32: %s", dp_last_error());
-    CHECK(gpu->per_example_sq_norms(out, g, abad) == DP_ESHAPE, "T differs: %s", dp_last_error());
-    CHECK(gpu->per_example_sq_norms(out32, g, a) == DP_EDTYPE, "f32 out: %s", dp_last_error());
-    CHECK(gpu->clipped_sum(acc_wrong, g, a, f) == DP_ESHAPE, "acc numel: %s", dp_last_error());
+    CHECK(cuda_ops->per_example_sq_norms(out, g, a32) == DP_EDTYPE, "f32: %s", dp_last_error());
+    CHECK(cuda_ops->per_example_sq_norms(out, g, abad) == DP_ESHAPE, "T differs: %s", dp_last_error());
+    CHECK(cuda_ops->per_example_sq_norms(out32, g, a) == DP_EDTYPE, "f32 out: %s", dp_last_error());
+    CHECK(cuda_ops->clipped_sum(acc_wrong, g, a, f) == DP_ESHAPE, "acc numel: %s", dp_last_error());
     CHECK(strstr(dp_last_error(), "clipped_sum") != NULL, "message: %s", dp_last_error());
-    CHECK(gpu->clipped_sum(acc, g, a32, f) == DP_EDTYPE, "f32 taps: %s", dp_last_error());
-    CHECK(gpu->clipped_sum(out, g, a, f) == DP_EDTYPE, "f64 acc: %s", dp_last_error());
-    CHECK_OK(gpu->clipped_sum(acc, g, a, f));
+    CHECK(cuda_ops->clipped_sum(acc, g, a32, f) == DP_EDTYPE, "f32 taps: %s", dp_last_error());
+    CHECK(cuda_ops->clipped_sum(out, g, a, f) == DP_EDTYPE, "f64 acc: %s", dp_last_error());
+    CHECK_OK(cuda_ops->clipped_sum(acc, g, a, f));
     dp_tensor *ts[] = {g, a, a16, a32, abad, out, out32, acc, acc_wrong, f};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) dp_tensor_release(ts[i]);
 }
@@ -244,7 +236,7 @@ static void test_engine(void) {
         ref_norm[b] = sqrt(q);
     }
     double C = (ref_norm[0] + ref_norm[1]) / 2;   /* some examples clipped, some not */
-    dp_tensor *w = up(wc, 0), *xd = up(xc, 0), *rd = up(rc, 0);
+    dp_tensor *w = to_cuda_view(wc, 0), *xd = to_cuda_view(xc, 0), *rd = to_cuda_view(rc, 0);
     dp_tensor_set_requires_grad(w, 1);
     w->is_param = 1;
     engine_result *res = calloc(2, sizeof *res);
@@ -289,13 +281,8 @@ static void test_engine(void) {
 }
 
 int main(void) {
-    if (!dp_device_available(DP_CUDA)) {
-        dp_ops_for(DP_CUDA);
-        printf("SKIP: no CUDA device (%s)\n", dp_last_error());
-        return DP_TEST_SKIP;
-    }
-    gpu = dp_ops_for(DP_CUDA);
-    if (!gpu->per_example_sq_norms || !gpu->clipped_sum) {
+    if (cuda_skip()) return DP_TEST_SKIP;
+    if (!cuda_ops->per_example_sq_norms || !cuda_ops->clipped_sum) {
         CHECK(0, "the cuda table lacks per_example_sq_norms / clipped_sum");
         return dp_test_finish("test_cuda_per_example");
     }

@@ -9,8 +9,7 @@
 #include <stdlib.h>
 #include "dp_test.h"
 #include "internal.h"
-
-static const dp_ops *gpu;
+#include "cuda_test.h"
 
 enum { N = 16 << 20 };   /* floats per buffer: 64 MiB, a few ms for any copy */
 
@@ -62,7 +61,8 @@ static void test_flag_and_accounting(void) {
     CHECK(dp_mem_current(DP_CPU) - cur0 == 4000, "counted on the CPU");
     dp_tensor_release(t);
     CHECK(dp_mem_current(DP_CPU) == cur0, "given back");
-    CHECK(gpu->host_alloc && gpu->host_free && gpu->host_wait && gpu->sync, "table entries set");
+    CHECK(cuda_ops->host_alloc && cuda_ops->host_free && cuda_ops->host_wait && cuda_ops->sync,
+          "table entries set");
 }
 
 /* The raw table copy, then each writer at once: the device must keep the old values. */
@@ -73,7 +73,7 @@ static void test_write_after_async_copy(const char *writer) {
     CHECK_PTR(d);
     if (!h || !d) goto done;
     keep_device_busy();
-    CHECK_OK(gpu->memcpy_h2d(d->data, h->data, sizeof(float) * (size_t)N));
+    CHECK_OK(cuda_ops->memcpy_h2d(d->data, h->data, sizeof(float) * (size_t)N));
     if (!strcmp(writer, "fill_")) {
         CHECK_OK(dp_fill_(h, 12345.0));
     } else if (!strcmp(writer, "copy_")) {
@@ -120,7 +120,7 @@ static void test_interior_source(void) {
     dp_tensor *d = dp_tensor_empty(DP_F32, DP_CUDA, 1, &n);
     if (!h || !d) goto done;
     keep_device_busy();
-    CHECK_OK(gpu->memcpy_h2d(d->data, (float *)h->data + first, sizeof(float) * (size_t)count));
+    CHECK_OK(cuda_ops->memcpy_h2d(d->data, (float *)h->data + first, sizeof(float) * (size_t)count));
     CHECK_OK(dp_fill_(h, 3.0));
     int64_t bad = mismatches(d, first, count);
     CHECK(bad == 0, "interior copy: %lld device values changed", (long long)bad);
@@ -136,7 +136,7 @@ static void test_free_after_copy(void) {
     dp_tensor *d = dp_tensor_empty(DP_F32, DP_CUDA, 1, &n);
     if (!h || !d) goto done;
     keep_device_busy();
-    CHECK_OK(gpu->memcpy_h2d(d->data, h->data, sizeof(float) * (size_t)N));
+    CHECK_OK(cuda_ops->memcpy_h2d(d->data, h->data, sizeof(float) * (size_t)N));
     dp_tensor_release(h);
     h = NULL;
     int64_t bad = mismatches(d, 0, N);
@@ -164,9 +164,9 @@ done:
 
 static void test_wait_and_sync(void) {
     float plain[16] = { 0 };
-    CHECK(gpu->host_wait(plain, sizeof plain) == 0, "not pinned: nothing to wait for");
+    CHECK(cuda_ops->host_wait(plain, sizeof plain) == 0, "not pinned: nothing to wait for");
     dp_tensor *h = pinned_pattern();
-    CHECK(h && gpu->host_wait(h->data, 4) == 0, "pinned, no copy pending");
+    CHECK(h && cuda_ops->host_wait(h->data, 4) == 0, "pinned, no copy pending");
     keep_device_busy();
     CHECK_OK(dp_device_sync(DP_CUDA));
     CHECK_OK(dp_device_sync(DP_CPU));
@@ -174,12 +174,7 @@ static void test_wait_and_sync(void) {
 }
 
 int main(void) {
-    if (!dp_device_available(DP_CUDA)) {
-        (void)dp_ops_for(DP_CUDA);   /* sets the reason */
-        printf("SKIP: no CUDA device (%s)\n", dp_last_error());
-        return DP_TEST_SKIP;
-    }
-    gpu = dp_ops_for(DP_CUDA);
+    if (cuda_skip()) return DP_TEST_SKIP;
     int64_t live0 = dp_live_tensors();
     test_flag_and_accounting();
     test_write_after_async_copy("fill_");

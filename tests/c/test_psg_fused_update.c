@@ -13,6 +13,7 @@
 #include "dp_test.h"
 #include "internal.h"
 #include "philox.h"
+#include "fused_update_cases.h"
 
 enum { NP = 3, B = 3, STEPS = 3 };
 /* Parameter 1 is frozen; 0 is large enough for the kernel's threads (and has an odd size). */
@@ -341,18 +342,12 @@ static void check_errors(void) {
 int main(void) {
     int64_t live = dp_live_tensors();
     const dp_dtype dts[] = {DP_F32, DP_BF16, DP_F16, DP_F64};
-    const dp_update_rule rules[] = {
-        {.kind = DP_UPDATE_SGD, .lr = 0.05},
-        {.kind = DP_UPDATE_SGD, .lr = 0.05, .momentum = 0.9, .dampening = 0.1, .weight_decay = 1e-3},
-        {.kind = DP_UPDATE_SGD, .lr = 0.05, .momentum = 0.8, .nesterov = 1, .weight_decay = 1e-2},
-        {.kind = DP_UPDATE_ADAM, .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01},
-        {.kind = DP_UPDATE_ADAM, .lr = 1e-2, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.05,
-         .decoupled = 1},
-    };
-    const char *names[] = {"sgd", "sgd+momentum+wd", "nesterov", "adam", "adamw"};
     for (int d = 0; d < 4; d++)
-        for (int r = 0; r < 5; r++)
-            for (int sr = 0; sr < 2; sr++) check_case(dts[d], &rules[r], names[r], sr, r == 2 ? 1.0 : 1.0 / 64);
+        for (int r = 0; r < N_FUSED_UPDATE_CASES; r++)
+            for (int sr = 0; sr < 2; sr++) {
+                const fused_update_case *u = &fused_update_cases[r];
+                check_case(dts[d], &u->rule, u->name, sr, u->scale);
+            }
     check_composed_inside();
     check_errors();
     CHECK(dp_live_tensors() == live, "leaked %lld tensors", (long long)(dp_live_tensors() - live));

@@ -4,12 +4,7 @@
 -- broadcasting, transposed views, and the error messages.
 local dp = require "dp"
 
-local function flat(t)
-  local out = {}
-  local function walk(x) if type(x) == "table" then for _, v in ipairs(x) do walk(v) end else out[#out + 1] = x end end
-  walk(t:totable())
-  return out
-end
+local flat = require("testutil").values   -- a tensor's values, row-major
 
 -- v rounded to nearest, ties to even, with `bits` significant bits (normal numbers only: enough
 -- for bf16 (8) and f16 (11) at the magnitudes used here).

@@ -32,12 +32,7 @@ local function round_in(vals, v)
   return sign * r
 end
 
-local function flat(t)
-  local out = {}
-  local function walk(x) if type(x) == "table" then for _, v in ipairs(x) do walk(v) end else out[#out + 1] = x end end
-  walk(t:totable())
-  return out
-end
+local flat = require("testutil").values   -- a tensor's values, row-major
 
 describe("dp.fake_quant", function()
   local E4, E5 = values_of("fp8_e4m3"), values_of("fp8_e5m2")

@@ -5,6 +5,7 @@ local dp = require "dp"
 local nn = require "dp.nn"
 local engine = require "dp.privacy.engine"
 local gradcheck = require "dp.testing.gradcheck"
+local bert_batch = require "support.bert_batch"
 
 local V, H, L, A, I, P, TV, C = 23, 8, 2, 2, 12, 9, 2, 3
 local tiny = { vocab_size = V, hidden_size = H, num_hidden_layers = L, num_attention_heads = A,
@@ -19,18 +20,7 @@ local function with(changes)
   return c
 end
 
-local function ids(rows) return dp.tensor(rows, "i64") end
-
--- A padded batch of 4 examples, T = 6.
-local function batch()
-  return {
-    input_ids = ids{ { 2, 5, 7, 9, 3, 0 }, { 2, 11, 3, 0, 0, 0 }, { 2, 4, 4, 3, 8, 3 }, { 2, 22, 1, 3, 0, 0 } },
-    token_type_ids = ids{ { 0, 0, 0, 1, 1, 0 }, { 0, 0, 1, 0, 0, 0 }, { 0, 0, 0, 1, 1, 1 }, { 0, 1, 1, 1, 0, 0 } },
-    attention_mask = ids{ { 1, 1, 1, 1, 1, 0 }, { 1, 1, 1, 0, 0, 0 }, { 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 0, 0 } },
-    labels = ids{ 0, 2, 1, 2 },
-    n = 4,
-  }
-end
+local ids, batch = bert_batch.ids, bert_batch.batch   -- a padded batch of 4 examples, T = 6
 
 local function example(b, i)
   local out = {}

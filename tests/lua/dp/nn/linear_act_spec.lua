@@ -21,16 +21,7 @@ local tiny = { vocab_size = 23, hidden_size = 8, num_hidden_layers = 2, num_atte
                intermediate_size = 12, max_position_embeddings = 9, type_vocab_size = 2, num_labels = 3,
                hidden_dropout_prob = 0, attention_probs_dropout_prob = 0, initializer_range = 0.3 }
 
-local function ids(rows) return dp.tensor(rows, "i64") end
-local function batch()
-  return {
-    input_ids = ids{ { 2, 5, 7, 9, 3, 0 }, { 2, 11, 3, 0, 0, 0 }, { 2, 4, 4, 3, 8, 3 }, { 2, 22, 1, 3, 0, 0 } },
-    token_type_ids = ids{ { 0, 0, 0, 1, 1, 0 }, { 0, 0, 1, 0, 0, 0 }, { 0, 0, 0, 1, 1, 1 }, { 0, 1, 1, 1, 0, 0 } },
-    attention_mask = ids{ { 1, 1, 1, 1, 1, 0 }, { 1, 1, 1, 0, 0, 0 }, { 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 0, 0 } },
-    labels = ids{ 0, 2, 1, 2 },
-    n = 4,
-  }
-end
+local batch = require("support.bert_batch").batch   -- a padded batch of 4 examples, T = 6
 
 local function intermediates(m)
   local out, list = {}, m:get("bert.encoder.layer")

@@ -8,12 +8,7 @@ local precision = require "dp.precision"
 
 local V, T, N = 40, 12, 128
 
-local function flat(t)
-  local buf, n = require("dp.tensor_data").to_f64(t)
-  local out = {}
-  for i = 1, n do out[i] = buf[i - 1] end
-  return out
-end
+local flat = require("support.tiny_dp_model").flat   -- a tensor's values, row-major
 
 -- Sentence pairs whose label is the first token's id mod 3 (learnable, so the loss moves).
 local function dataset(seed)

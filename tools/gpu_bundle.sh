@@ -85,7 +85,7 @@ run() {
   export LUA_PATH="$B/share/dprun/lua/?.lua;$B/share/dprun/lua/?/init.lua;$B/tests/?.lua;$B/luajit/share/?.lua;$B/luajit/share/?/init.lua;;"
   export LUA_CPATH="$B/luajit/lib/?.so;;"
   export PATH="$B/bin:$PATH"
-  local steps=("$@") failed=0
+  local steps=("$@") failed=0 skipped=0
   [ ${#steps[@]} -eq 0 ] && steps=(info ctest busted memcheck bench)
   local t s
   for s in "${steps[@]}"; do
@@ -95,10 +95,13 @@ run() {
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || failed=$((failed + 1))
         luajit -e 'local dp = require "dp"; print("dprun " .. dp.version() .. ", cuda available: " .. tostring(dp.cuda_available()))' \
           || failed=$((failed + 1)) ;;
-      ctest)   # every C test; the CUDA ones print SKIP without a device
+      ctest)   # every C test; the CUDA ones exit 77 (skip) with the reason when no device is usable
         for t in "$B"/tests-bin/test_*; do
-          if "$t" >"$out/ctest_$(basename "$t").log" 2>&1; then echo "ok   $(basename "$t")"
-          else echo "FAIL $(basename "$t") (log: ctest_$(basename "$t").log)"; tail -5 "$out/ctest_$(basename "$t").log"; failed=$((failed + 1)); fi
+          local log="$out/ctest_$(basename "$t").log" rc=0
+          "$t" >"$log" 2>&1 || rc=$?
+          if [ $rc -eq 0 ]; then echo "ok   $(basename "$t")"
+          elif [ $rc -eq 77 ]; then echo "skip $(basename "$t"): $(grep -m1 SKIP "$log")"; skipped=$((skipped + 1))
+          else echo "FAIL $(basename "$t") (exit $rc, log: ctest_$(basename "$t").log)"; tail -5 "$log"; failed=$((failed + 1)); fi
         done ;;
       busted)  # the CUDA parity specs and dp.device's spec, run from the bundle's copy of tests/
         (cd "$B" && luajit bin/busted.lua tests/lua/cuda tests/lua/dp/device_spec.lua 2>&1) | tee "$out/busted.log"
@@ -116,8 +119,9 @@ run() {
       *) die "unknown step $s (expected info, ctest, busted, memcheck or bench)" ;;
     esac
   done
-  echo "=== gpu_bundle: $failed failed step(s); logs in $out"
-  return $failed
+  # On the GPU machine a skipped CUDA test means the device was not usable: it fails the run too.
+  echo "=== gpu_bundle: $failed failed, $skipped skipped (no usable device) step(s); logs in $out"
+  return $((failed + skipped))
 }
 
 case "${1:-}" in

@@ -8,7 +8,7 @@
  *                      strong differentially private learners"; Bu et al. 2023);
  *   materialised form: A^T G formed (p x d) and squared, about 2 T d p; on a backend with a fused
  *                      per_example_sq_norms (CUDA, bf16/f16 taps) never stored (psg_fused.c).
- * The cheaper is chosen per parameter (or forced by dp_psg_set_form).
+ * The cheaper is chosen per parameter (or forced by dp_psg_set_form; see GHOST_COST_BESIDE_FUSED).
  * Rounding bounds (Higham, "Accuracy and stability of numerical algorithms", 3.1): an inner product
  * of length n accumulated in precision u errs by at most gamma_n = n u / (1 - n u) times the sum of
  * the absolute products; Cauchy-Schwarz turns those sums into products of row norms.
@@ -21,6 +21,12 @@
 #include "psg_internal.h"
 
 enum { MATERIALISE_CHUNK_BYTES = 32 << 20 };
+
+/* Where the fused kernel can take a tap, the materialised form runs on tensor cores on the
+ * bf16/f16 taps and stores nothing, while the ghost form builds its Gram matrices in f32 from
+ * copies of the taps (no tensor cores): the automatic choice weighs the ghost FLOPs by this
+ * throughput gap. An estimate (H100: about 15x between dense bf16 and f32), not yet measured. */
+enum { GHOST_COST_BESIDE_FUSED = 8 };
 
 /* gamma_n with margin for the f64 sums that follow. */
 static double gamma_n(double n, dp_dtype dtype) {
@@ -292,10 +298,13 @@ static int linear_norms(const dp_ops *ops, dp_psg_param *p, gram_cache *cache) {
     p->seq_len = T;
     p->ghost_flops = (double)B * T * T * (double)(d + pp);
     p->materialise_flops = 2.0 * B * T * (double)d * pp;
+    int fused = T != 1 && dp_psg_fused_usable(ops, DP_PSG_FUSED_SQ_NORMS, tg, ta, NULL);
     int form = p->form_request;
-    if (form == DP_PSG_AUTO) form = p->ghost_flops <= p->materialise_flops ? DP_PSG_GHOST : DP_PSG_MATERIALISE;
-    if (T != 1 && form == DP_PSG_MATERIALISE &&
-        dp_psg_fused_usable(ops, DP_PSG_FUSED_SQ_NORMS, tg, ta, NULL)) {
+    if (form == DP_PSG_AUTO) {
+        double ghost_cost = p->ghost_flops * (fused ? GHOST_COST_BESIDE_FUSED : 1);
+        form = ghost_cost <= p->materialise_flops ? DP_PSG_GHOST : DP_PSG_MATERIALISE;
+    }
+    if (fused && form == DP_PSG_MATERIALISE) {
         p->form_used = form;
         p->norm_dtype = DP_F32;   /* the tensor cores accumulate in f32 */
         return fused_materialise(ops, p, ta, tg);

@@ -10,6 +10,7 @@
 #include "ew_loop.h"
 #include "philox.h"
 #include "update_pass.h"
+#include "stochastic_round.h"
 
 /* Elements per block (the widening buffers live on each thread's stack), and the size below
  * which one thread does it all (a thread team costs more than the update). */
@@ -115,63 +116,15 @@ static void adam_f64(double *p, const double *g, double *m, double *v, double *w
 
 /* ---------------------------------------------------------------- stochastic rounding */
 
-/* Philox stream of the rounding uniforms (ctr_hi of every block; "SR"). */
-enum { SR_STREAM = 0x5352 };
-
-/* A format's field widths, for dp_cast_encode (fn: OCP e4m3, no Inf, saturating). */
-typedef struct { int man, ebits, fn; } fmt;
-
-static fmt format_of(dp_dtype dt) {
-    switch (dt) {
-    case DP_BF16: return (fmt){ 7, 8, 0 };
-    case DP_F16: return (fmt){ 10, 5, 0 };
-    case DP_FP8_E4M3: return (fmt){ 3, 4, 1 };
-    default: return (fmt){ 2, 5, 0 };   /* DP_FP8_E5M2 */
-    }
-}
-
-/* The value of a (non-negative) code of dt, exactly. */
-static double decode(dp_dtype dt, uint32_t code) {
-    switch (dt) {
-    case DP_BF16: return dp_cast_bf16_to_f32((uint16_t)code);
-    case DP_F16: return dp_cast_f16_to_f32((uint16_t)code);
-    case DP_FP8_E4M3: return dp_cast_e4m3_to_f32((uint8_t)code);
-    default: return dp_cast_e5m2_to_f32((uint8_t)code);
-    }
-}
-
-/* v rounded stochastically into dt: with lo < v < hi its neighbours, hi when u < (v - lo) /
- * (hi - lo), so E[result] = v for u uniform. u = w * 2^-32 from one Philox word. Values that are
- * exact, NaN or Inf, or beyond the largest finite value (whose upper neighbour would be Inf or NaN)
- * round to nearest as before: stochastic rounding must not overflow. Returns the code. */
-static uint32_t round_stochastic(double v, dp_dtype dt, uint32_t w) {
-    fmt f = format_of(dt);
-    uint32_t code = dp_cast_encode(v, f.man, f.ebits, f.fn);
-    uint32_t sign = 1u << (f.ebits + f.man), mag = code & (sign - 1);
-    double a = fabs(v), r = decode(dt, mag);
-    if (!isfinite(v) || !isfinite(r) || r == a) return code;
-    /* Magnitudes: the neighbours of a are r and the code next to it on a's other side. */
-    uint32_t other = r < a ? mag + 1 : mag - 1;
-    double o = decode(dt, other);
-    if (!isfinite(o)) return code;
-    double alo = r < a ? r : o, ahi = r < a ? o : r;
-    uint32_t clo = r < a ? mag : other, chi = r < a ? other : mag;
-    /* Signed: for v < 0 the upper neighbour is -alo, reached with probability (ahi - a) / (ahi - alo). */
-    double p_up = v > 0 ? (a - alo) / (ahi - alo) : (ahi - a) / (ahi - alo);
-    int up = (double)w * 0x1p-32 < p_up;
-    uint32_t pick = v > 0 ? (up ? chi : clo) : (up ? clo : chi);
-    return (code & sign) | pick;
-}
-
 /* Store n f32 values (elements off .. off + n - 1 of the parameter, off a multiple of 4) into
  * p (dtype dt) rounded stochastically: element i uses lane i % 4 of Philox block counter + i / 4
- * of stream SR_STREAM, so the result does not depend on how blocks are split between threads. */
+ * of stream DP_SR_STREAM, so the result does not depend on how blocks are split between threads. */
 static void store_stochastic(char *p, dp_dtype dt, const float *v, int64_t n, int64_t off,
                              const dp_rounding *r) {
     uint32_t words[4];
     for (int64_t i = 0; i < n; i++) {
-        if (i % 4 == 0) dp_philox_block(words, r->seed, r->counter + (uint64_t)((off + i) / 4), SR_STREAM);
-        uint32_t code = round_stochastic((double)v[i], dt, words[i % 4]);
+        if (i % 4 == 0) dp_philox_block(words, r->seed, r->counter + (uint64_t)((off + i) / 4), DP_SR_STREAM);
+        uint32_t code = dp_round_stochastic((double)v[i], dt, words[i % 4]);
         if (dt == DP_BF16 || dt == DP_F16) ((uint16_t *)p)[i] = (uint16_t)code;
         else ((uint8_t *)p)[i] = (uint8_t)code;
     }

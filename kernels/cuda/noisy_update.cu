@@ -8,7 +8,7 @@
 //           its SASS with CUDA 13.0 for sm_80 and sm_90: the second product of a * b + c * d, the
 //           product of p - lr * s, g + wd * p and s * inv_bias2 + eps) written as explicit fma and
 //           every other operation as an explicitly rounded one, since -fmad=false would otherwise
-//           keep them apart. Stochastic rounding is optim.cu's (sr_round.h).
+//           keep them apart. Stochastic rounding is optim.cu's (core/stochastic_round.h).
 // One thread per 4 elements, as optim.cu (they share one Philox block of the rounding stream; the
 // noise takes two blocks of its own stream). The two sums of squares are formed in double per
 // thread, reduced per thread-block in shared memory in a fixed order into per-block partials, and
@@ -16,7 +16,7 @@
 #include "allocator.h"
 #include "dpsgd.h"
 #include "philox.h"
-#include "sr_round.h"
+#include "stochastic_round.h"
 
 // ---------------------------------------------------------------- explicitly rounded arithmetic
 
@@ -110,7 +110,7 @@ __global__ void noisy_update_kernel(void *param, dp_dtype pt, R *acc, R *s0, R *
         if (4 * q + 2 < n)
             dp_philox_noise_add_block(acc, at, n, nz.std, nz.seed, nz.stream, nz.counter, 2 * q + 1);
         uint32_t w[4] = {0, 0, 0, 0};
-        if (sr.on) dp_philox_block(w, sr.seed, sr.counter + (uint64_t)q, SR_STREAM);
+        if (sr.on) dp_philox_block(w, sr.seed, sr.counter + (uint64_t)q, DP_SR_STREAM);
         for (int j = 0; j < 4 && 4 * q + j < n; j++) {
             int64_t i = 4 * q + j;
             R noisy = acc[i];
@@ -127,7 +127,7 @@ __global__ void noisy_update_kernel(void *param, dp_dtype pt, R *acc, R *s0, R *
             } else if (pt == DP_F32) {
                 ((float *)param)[i] = (float)r;
             } else if (sr.on) {
-                uint32_t code = round_stochastic((double)r, pt, w[j]);
+                uint32_t code = dp_round_stochastic((double)r, pt, w[j]);
                 if (pt == DP_BF16 || pt == DP_F16) ((uint16_t *)param)[i] = (uint16_t)code;
                 else ((uint8_t *)param)[i] = (uint8_t)code;
             } else {

@@ -8,7 +8,7 @@
 // spells out with explicit roundings the multiply-adds that nvcc contracts here.
 #include "dpsgd.h"
 #include "philox.h"
-#include "sr_round.h"
+#include "stochastic_round.h"
 
 struct sgd_args {
     double lr, momentum, dampening, weight_decay;
@@ -65,7 +65,7 @@ __global__ void update_f32_kernel(void *param, dp_dtype pt, const void *grad, dp
     for (int64_t q = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; 4 * q < n;
          q += (int64_t)gridDim.x * blockDim.x) {
         uint32_t w[4] = {0, 0, 0, 0};
-        if (sr) dp_philox_block(w, sr_seed, sr_counter + (uint64_t)q, SR_STREAM);
+        if (sr) dp_philox_block(w, sr_seed, sr_counter + (uint64_t)q, DP_SR_STREAM);
         for (int j = 0; j < 4 && 4 * q + j < n; j++) {
             int64_t i = 4 * q + j;
             float p = load_f32(param, pt, i), g = load_f32(grad, gt, i);
@@ -75,7 +75,7 @@ __global__ void update_f32_kernel(void *param, dp_dtype pt, const void *grad, dp
             if (pt == DP_F32) {
                 ((float *)param)[i] = r;
             } else if (sr) {
-                uint32_t code = round_stochastic((double)r, pt, w[j]);
+                uint32_t code = dp_round_stochastic((double)r, pt, w[j]);
                 if (pt == DP_BF16 || pt == DP_F16) ((uint16_t *)param)[i] = (uint16_t)code;
                 else ((uint8_t *)param)[i] = (uint8_t)code;
             } else {

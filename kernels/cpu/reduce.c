@@ -10,6 +10,7 @@
 #include <omp.h>
 #include "internal.h"
 #include "cpu_kernels.h"
+#include "reduce_geometry.h"
 
 /* Below this many elements a kernel runs on one thread: the fork costs more than it saves. */
 enum { PAR_MIN = 32768, COL_CHUNK = 128 };
@@ -54,43 +55,10 @@ void dp_cpu_row_store(void *base, dp_dtype dtype, int64_t off, int64_t stride, c
     }
 }
 
-/* ---------------------------------------------------------------- geometry */
-
-/* x split into kept dims (out is row-major over them) and reduced dims, size-1 dims dropped and
- * neighbours merged where the strides allow, so most reductions become one or two loops. */
-typedef struct {
-    int nk, nr;
-    int64_t ks[8], kst[8];   /* kept: sizes, x strides */
-    int64_t rs[8], rst[8];   /* reduced: sizes, x strides */
-    int64_t kn, rn;          /* element counts */
-} geom;
-
-static void add_dim(int64_t *size, int64_t *stride, int *n, int64_t s, int64_t st) {
-    if (s == 1) return;
-    if (*n > 0 && stride[*n - 1] == st * s) {
-        size[*n - 1] *= s;
-        stride[*n - 1] = st;
-        return;
-    }
-    size[*n] = s;
-    stride[*n] = st;
-    (*n)++;
-}
-
-static void geom_build(geom *g, const dp_tensor *x, const int *reduced) {
-    g->nk = g->nr = 0;
-    for (int d = 0; d < x->ndim; d++) {
-        if (reduced[d]) add_dim(g->rs, g->rst, &g->nr, x->shape[d], x->stride[d]);
-        else add_dim(g->ks, g->kst, &g->nk, x->shape[d], x->stride[d]);
-    }
-    if (!g->nk) { g->ks[0] = 1; g->kst[0] = 0; g->nk = 1; }
-    if (!g->nr) { g->rs[0] = 1; g->rst[0] = 0; g->nr = 1; }
-    g->kn = dp_shape_numel(g->nk, g->ks);
-    g->rn = dp_shape_numel(g->nr, g->rs);
-}
+/* ---------------------------------------------------------------- geometry (reduce_geometry.h) */
 
 /* x offset of the kept element with row-major index o. */
-static int64_t kept_offset(const geom *g, int64_t o) {
+static int64_t kept_offset(const dp_red_geom *g, int64_t o) {
     int64_t off = 0;
     for (int d = g->nk - 1; d >= 0; d--) {
         off += (o % g->ks[d]) * g->kst[d];
@@ -132,7 +100,7 @@ static double run_max(double acc, const void *p, dp_dtype t, int64_t off, int64_
 }
 
 /* Sum or max over the reduced elements with row-major indices r0..r1-1, from x offset base. */
-static double red_partial(const geom *g, const dp_tensor *x, int64_t base, int64_t r0, int64_t r1,
+static double red_partial(const dp_red_geom *g, const dp_tensor *x, int64_t base, int64_t r0, int64_t r1,
                           int is_max) {
     int nr = g->nr, last = nr - 1;
     int64_t idx[8], rem = r0, off = base;
@@ -169,7 +137,7 @@ static double finish(double acc, dp_redop op, int64_t rn) {
 
 /* The innermost kept dim is unit-stride (e.g. summing the rows of (N, C) into (C)): walk the
  * reduced elements outside and a chunk of columns inside, so loads stay contiguous. */
-static void reduce_columns(dp_tensor *out, const dp_tensor *x, const geom *g, dp_redop op) {
+static void reduce_columns(dp_tensor *out, const dp_tensor *x, const dp_red_geom *g, dp_redop op) {
     int is_max = op == DP_RED_MAX;
     int64_t C = g->ks[g->nk - 1], rows = g->kn / C;
     int64_t chunks = (C + COL_CHUNK - 1) / COL_CHUNK, items = rows * chunks;
@@ -209,7 +177,7 @@ static void reduce_columns(dp_tensor *out, const dp_tensor *x, const geom *g, dp
 
 /* Each output reduces its own slice; when there are few outputs and long slices, the threads
  * share each slice instead. */
-static int reduce_slices(dp_tensor *out, const dp_tensor *x, const geom *g, dp_redop op) {
+static int reduce_slices(dp_tensor *out, const dp_tensor *x, const dp_red_geom *g, dp_redop op) {
     int is_max = op == DP_RED_MAX;
     int nt = omp_get_max_threads();
     if (g->kn >= 4 * nt || g->kn * g->rn <= PAR_MIN || nt == 1) {
@@ -245,8 +213,8 @@ int dp_cpu_reduce(dp_tensor *out, const dp_tensor *x, int32_t ndims, const int32
         return dp_fail(DP_EDTYPE, "reduce: cpu kernel needs a float tensor, got %s", dp_tensor_desc(x));
     int reduced[8] = {0};
     for (int i = 0; i < ndims; i++) reduced[dims[i]] = 1;
-    geom g;
-    geom_build(&g, x, reduced);
+    dp_red_geom g;
+    dp_red_geom_build(&g, x, reduced);
     if (g.kn == 0) return 0;
     if (g.rst[g.nr - 1] != 1 && g.kst[g.nk - 1] == 1 && g.ks[g.nk - 1] > 1) {
         reduce_columns(out, x, &g, op);
@@ -292,8 +260,8 @@ int dp_cpu_argmax(dp_tensor *out, const dp_tensor *x, int32_t dim) {
     int64_t len = x->ndim ? x->shape[dim] : 1, s = x->ndim ? x->stride[dim] : 0;
     int reduced[8] = {0};
     if (x->ndim) reduced[dim] = 1;
-    geom g;
-    geom_build(&g, x, reduced);
+    dp_red_geom g;
+    dp_red_geom_build(&g, x, reduced);
     int64_t *o = (int64_t *)out->data;
     #pragma omp parallel for schedule(static) if (g.kn * len > PAR_MIN)
     for (int64_t i = 0; i < g.kn; i++) o[i] = run_argmax(x->data, x->dtype, kept_offset(&g, i), s, len);

@@ -5,41 +5,9 @@
 // maximum or the first NaN. Long slices get one thread block each (shared-memory tree); short
 // slices one thread each.
 #include "ew.h"
+#include "reduce_geometry.h"
 
 enum { RED_THREADS = 256, SHORT_SLICE = 64 };
-
-// x split into kept dims (out is row-major over them) and reduced dims, size-1 dims dropped and
-// neighbours merged where the strides allow (as kernels/cpu/reduce.c). Passed by value.
-typedef struct {
-    int32_t nk, nr;
-    int64_t ks[8], kst[8];   // kept: sizes, x strides
-    int64_t rs[8], rst[8];   // reduced: sizes, x strides
-    int64_t kn, rn;          // element counts
-} red_geom;
-
-static void add_dim(int64_t *size, int64_t *stride, int32_t *n, int64_t s, int64_t st) {
-    if (s == 1) return;
-    if (*n > 0 && stride[*n - 1] == st * s) {
-        size[*n - 1] *= s;
-        stride[*n - 1] = st;
-        return;
-    }
-    size[*n] = s;
-    stride[*n] = st;
-    (*n)++;
-}
-
-static void geom_build(red_geom *g, const dp_tensor *x, const int *reduced) {
-    g->nk = g->nr = 0;
-    for (int d = 0; d < x->ndim; d++) {
-        if (reduced[d]) add_dim(g->rs, g->rst, &g->nr, x->shape[d], x->stride[d]);
-        else add_dim(g->ks, g->kst, &g->nk, x->shape[d], x->stride[d]);
-    }
-    if (!g->nk) { g->ks[0] = 1; g->kst[0] = 0; g->nk = 1; }
-    if (!g->nr) { g->rs[0] = 1; g->rst[0] = 0; g->nr = 1; }
-    g->kn = dp_shape_numel(g->nk, g->ks);
-    g->rn = dp_shape_numel(g->nr, g->rs);
-}
 
 // x offset of row-major index i over n dims of sizes s and strides st.
 static __device__ __forceinline__ int64_t dims_offset(int32_t n, const int64_t *s,
@@ -78,7 +46,7 @@ static __device__ __forceinline__ double red_finish(double acc, dp_redop op, int
 }
 
 // One thread per output (short slices).
-static __global__ void reduce_thread_kernel(red_geom g, void *out, dp_dtype ot, const void *x,
+static __global__ void reduce_thread_kernel(dp_red_geom g, void *out, dp_dtype ot, const void *x,
                                      dp_dtype xt, dp_redop op) {
     int is_max = op == DP_RED_MAX;
     for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < g.kn;
@@ -94,7 +62,7 @@ static __global__ void reduce_thread_kernel(red_geom g, void *out, dp_dtype ot, 
 }
 
 // One block per output (long slices): strided partials, then a tree in shared memory.
-static __global__ void reduce_block_kernel(red_geom g, void *out, dp_dtype ot, const void *x,
+static __global__ void reduce_block_kernel(dp_red_geom g, void *out, dp_dtype ot, const void *x,
                                     dp_dtype xt, dp_redop op) {
     __shared__ double part[RED_THREADS];
     int is_max = op == DP_RED_MAX;
@@ -127,8 +95,8 @@ int dp_cuda_reduce(dp_tensor *out, const dp_tensor *x, int32_t ndims, const int3
     if ((unsigned)op > DP_RED_MAX) return dp_fail(DP_EARG, "cuda reduce: unknown op %d", (int)op);
     int reduced[8] = {0};
     for (int i = 0; i < ndims; i++) reduced[dims[i]] = 1;
-    red_geom g;
-    geom_build(&g, x, reduced);
+    dp_red_geom g;
+    dp_red_geom_build(&g, x, reduced);
     if (g.kn == 0) return 0;
     if (g.rn < SHORT_SLICE) {
         reduce_thread_kernel<<<dp_cuda_grid(g.kn), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(g, out->data, out->dtype,
@@ -180,7 +148,7 @@ static __device__ __forceinline__ arg_best arg_at(const void *x, dp_dtype t, int
     return c;
 }
 
-static __global__ void argmax_kernel(red_geom g, int64_t *out, const void *x, dp_dtype xt, int64_t len,
+static __global__ void argmax_kernel(dp_red_geom g, int64_t *out, const void *x, dp_dtype xt, int64_t len,
                               int64_t s) {
     __shared__ arg_best part[RED_THREADS];
     int is_i64 = xt == DP_I64;
@@ -212,8 +180,8 @@ int dp_cuda_argmax(dp_tensor *out, const dp_tensor *x, int32_t dim) {
     int64_t len = x->ndim ? x->shape[dim] : 1, s = x->ndim ? x->stride[dim] : 0;
     int reduced[8] = {0};
     if (x->ndim) reduced[dim] = 1;
-    red_geom g;
-    geom_build(&g, x, reduced);
+    dp_red_geom g;
+    dp_red_geom_build(&g, x, reduced);
     if (g.kn == 0) return 0;
     unsigned blocks = (unsigned)(g.kn < 65535 ? g.kn : 65535);
     // Short rows waste most of a 256-thread block; 32 threads (one warp) still reduce correctly.

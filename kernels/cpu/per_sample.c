@@ -14,6 +14,7 @@
 #include <cblas.h>
 #include "internal.h"
 #include "cpu_kernels.h"
+#include "per_sample_checks.h"
 
 /* Below PAR_MIN elements a kernel runs on one thread: the fork costs more than it saves. COLS
  * doubles are the conversion buffer of the dtypes without a fast path. row_sums keeps a strip of
@@ -71,13 +72,8 @@ static void syrk_one(dp_dtype t, int T, int K, const char *a, char *c) {
 }
 
 int dp_cpu_gram(dp_tensor *out, const dp_tensor *x) {
-    if (!is_f32_or_f64(x->dtype) || out->dtype != x->dtype)
-        return dp_fail(DP_EDTYPE, "gram: x and out must both be f32 or both f64 (x is %s, out is %s)",
-                       dp_tensor_desc(x), dp_tensor_desc(out));
-    if (x->ndim != 3 || out->ndim != 3 || out->shape[0] != x->shape[0] ||
-        out->shape[1] != x->shape[1] || out->shape[2] != x->shape[1])
-        return dp_fail(DP_ESHAPE, "gram: expected x (B, T, K) and out (B, T, T), got x %s, out %s",
-                       dp_tensor_desc(x), dp_tensor_desc(out));
+    int rc = dp_ps_check_gram(out, x);
+    if (rc) return rc;
     int64_t B = x->shape[0], T = x->shape[1], K = x->shape[2];
     if (T > INT_MAX || K > INT_MAX)
         return dp_fail(DP_EUNSUPPORTED, "gram: T %lld or K %lld exceeds BLAS's 32-bit ints",
@@ -167,18 +163,9 @@ static void ghost_one(double *sq_out, double *bound_out, const char *A, const ch
 
 int dp_cpu_ghost_norm(dp_tensor *sq, dp_tensor *bound, const dp_tensor *ga, const dp_tensor *gg,
                       double ka, double kg) {
-    if (!is_f32_or_f64(ga->dtype) || gg->dtype != ga->dtype || sq->dtype != DP_F64 ||
-        bound->dtype != DP_F64)
-        return dp_fail(DP_EDTYPE, "ghost_norm: expected ga, gg both f32 or both f64 and sq, bound "
-                       "f64, got ga %s, gg %s, sq %s, bound %s", dp_tensor_desc(ga),
-                       dp_tensor_desc(gg), dp_tensor_desc(sq), dp_tensor_desc(bound));
-    int64_t B = ga->shape[0], T = ga->ndim == 3 ? ga->shape[1] : 0;
-    if (ga->ndim != 3 || ga->shape[2] != T || gg->ndim != 3 || gg->shape[0] != B ||
-        gg->shape[1] != T || gg->shape[2] != T || dp_tensor_numel(sq) != B ||
-        dp_tensor_numel(bound) != B)
-        return dp_fail(DP_ESHAPE, "ghost_norm: expected ga, gg (B, T, T) and sq, bound (B), got ga "
-                       "%s, gg %s, sq %s, bound %s", dp_tensor_desc(ga), dp_tensor_desc(gg),
-                       dp_tensor_desc(sq), dp_tensor_desc(bound));
+    int64_t B = 0, T = 0;
+    int rc = dp_ps_check_ghost_norm(sq, bound, ga, gg, &B, &T);
+    if (rc) return rc;
     int nth = B * T * T > PAR_MIN ? omp_get_max_threads() : 1;
     if (nth > B) nth = (int)(B ? B : 1);
     double *buf = malloc(sizeof(double) * (size_t)(2 * T * nth + 1));
@@ -227,15 +214,9 @@ static void scale_run(void *out, dp_dtype ot, int64_t oo, const void *x, dp_dtyp
 }
 
 int dp_cpu_scale_rows(dp_tensor *out, const dp_tensor *x, const dp_tensor *factor) {
-    if (!dp_dtype_is_float(x->dtype) || !dp_dtype_is_float(out->dtype) || factor->dtype != DP_F64)
-        return dp_fail(DP_EDTYPE, "scale_rows: expected float x and out and f64 factor, got x %s, "
-                       "out %s, factor %s", dp_tensor_desc(x), dp_tensor_desc(out),
-                       dp_tensor_desc(factor));
-    int64_t B = x->ndim ? x->shape[0] : 1, total = dp_tensor_numel(x);
-    if (dp_tensor_numel(out) != total || dp_tensor_numel(factor) != B)
-        return dp_fail(DP_ESHAPE, "scale_rows: expected out like x (B, R, N) and factor (B), got x "
-                       "%s, out %s, factor %s", dp_tensor_desc(x), dp_tensor_desc(out),
-                       dp_tensor_desc(factor));
+    int64_t B = 1, total = 0;
+    int rc = dp_ps_check_scale_rows(out, x, factor, &B, &total);
+    if (rc) return rc;
     if (total == 0) return 0;
     int64_t n = total / B, chunks = (total + SCALE_CHUNK - 1) / SCALE_CHUNK;
     const double *f = factor->data;
@@ -294,20 +275,9 @@ static void row_sums_strip(double *acc, const dp_tensor *g, const dp_tensor *x,
 
 int dp_cpu_row_sums(dp_tensor *out, const dp_tensor *g, const dp_tensor *x, const dp_tensor *mean,
                     const dp_tensor *rstd) {
-    if (out->dtype != DP_F64 || !dp_dtype_is_float(g->dtype) ||
-        (x && (!dp_dtype_is_float(x->dtype) || !mean || !rstd || !is_f32_or_f64(mean->dtype) ||
-               !is_f32_or_f64(rstd->dtype))))
-        return dp_fail(DP_EDTYPE, "row_sums: expected f64 out, float g and x, and f32/f64 mean and "
-                       "rstd, got out %s, g %s, x %s", dp_tensor_desc(out), dp_tensor_desc(g),
-                       x ? dp_tensor_desc(x) : "none");
-    int64_t B = out->ndim == 2 ? out->shape[0] : 0, N = out->ndim == 2 ? out->shape[1] : 0;
-    int64_t T = B > 0 && N > 0 ? dp_tensor_numel(g) / (B * N) : 0;
-    if (out->ndim != 2 || g->ndim < 2 || g->shape[0] != B || g->shape[g->ndim - 1] != N ||
-        (x && (dp_tensor_numel(x) != dp_tensor_numel(g) || dp_tensor_numel(mean) != B * T ||
-               dp_tensor_numel(rstd) != B * T)))
-        return dp_fail(DP_ESHAPE, "row_sums: expected g, x (B, T, N), mean, rstd (B*T) and out (B, "
-                       "N), got g %s, x %s, out %s", dp_tensor_desc(g),
-                       x ? dp_tensor_desc(x) : "none", dp_tensor_desc(out));
+    int64_t B = 0, T = 0, N = 0;
+    int rc = dp_ps_check_row_sums(out, g, x, mean, rstd, &B, &T, &N);
+    if (rc) return rc;
     int64_t strips = (N + STRIP - 1) / STRIP, tasks = B * strips;
     double *o = out->data;
     #pragma omp parallel for schedule(static) if (B * T * N > PAR_MIN)
@@ -345,14 +315,10 @@ static double sq_norm(const void *base, dp_dtype t, int64_t off, int64_t n, doub
 }
 
 int dp_cpu_row_sq_norms(dp_tensor *out, const dp_tensor *x) {
-    if (out->dtype != DP_F64 || !dp_dtype_is_float(x->dtype))
-        return dp_fail(DP_EDTYPE, "row_sq_norms: expected f64 out and float x, got out %s, x %s",
-                       dp_tensor_desc(out), dp_tensor_desc(x));
-    int64_t R = dp_tensor_numel(out), total = dp_tensor_numel(x);
-    if ((R == 0 && total != 0) || (R && total % R) || (x->ndim && x->shape[0] != R))
-        return dp_fail(DP_ESHAPE, "row_sq_norms: expected x (R, N) and out (R), got x %s, out %s",
-                       dp_tensor_desc(x), dp_tensor_desc(out));
-    int64_t N = R ? total / R : 0;
+    int64_t R = 0, N = 0;
+    int rc = dp_ps_check_row_sq_norms(out, x, &R, &N);
+    if (rc) return rc;
+    int64_t total = R * N;
     double *o = out->data;
     #pragma omp parallel for schedule(static) if (total > PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
@@ -436,21 +402,9 @@ static double embedding_one(const dp_tensor *idx, const dp_tensor *g, int64_t b,
 }
 
 int dp_cpu_embedding_sq_norms(dp_tensor *out, const dp_tensor *idx, const dp_tensor *g) {
-    if (out->dtype != DP_F64 || (idx->dtype != DP_I32 && idx->dtype != DP_I64) ||
-        !dp_dtype_is_float(g->dtype))
-        return dp_fail(DP_EDTYPE, "embedding_sq_norms: expected f64 out, i32/i64 idx and float g, "
-                       "got out %s, idx %s, g %s", dp_tensor_desc(out), dp_tensor_desc(idx),
-                       dp_tensor_desc(g));
-    int64_t B = dp_tensor_numel(out), T = B ? dp_tensor_numel(idx) / B : 0;
-    int64_t D = B > 0 && T > 0 ? dp_tensor_numel(g) / (B * T) : 0;
-    if (idx->ndim != 2 || idx->shape[0] != B || g->ndim != 3 || g->shape[0] != B ||
-        g->shape[1] != T)
-        return dp_fail(DP_ESHAPE, "embedding_sq_norms: expected idx (B, T), g (B, T, D) and out "
-                       "(B), got idx %s, g %s, out %s", dp_tensor_desc(idx), dp_tensor_desc(g),
-                       dp_tensor_desc(out));
-    if (T > INT32_MAX / 2)
-        return dp_fail(DP_EUNSUPPORTED, "embedding_sq_norms: T = %lld positions per example is "
-                       "more than this kernel's 32-bit tables hold", (long long)T);
+    int64_t B = 0, T = 0, D = 0;
+    int rc = dp_ps_check_embedding_sq_norms(out, idx, g, &B, &T, &D);
+    if (rc) return rc;
     int64_t cap = 1;
     while (cap < 2 * T) cap *= 2;   /* load factor at most 1/2 keeps probes short */
     int nth = B * T * D > PAR_MIN ? omp_get_max_threads() : 1;

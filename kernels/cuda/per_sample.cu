@@ -7,6 +7,7 @@
 #include <mutex>
 #include <cublas_v2.h>
 #include "dpsgd.h"
+#include "per_sample_checks.h"
 #include "allocator.h"
 
 // ---------------------------------------------------------------- helpers
@@ -71,13 +72,8 @@ static int gram_handle(cublasHandle_t *out) {
 // ---------------------------------------------------------------- gram
 
 int dp_cuda_gram(dp_tensor *out, const dp_tensor *x) {
-    if ((x->dtype != DP_F32 && x->dtype != DP_F64) || out->dtype != x->dtype)
-        return dp_fail(DP_EDTYPE, "gram: x and out must both be f32 or both f64 (x is %s, out is %s)",
-                       dp_tensor_desc(x), dp_tensor_desc(out));
-    if (x->ndim != 3 || out->ndim != 3 || out->shape[0] != x->shape[0] ||
-        out->shape[1] != x->shape[1] || out->shape[2] != x->shape[1])
-        return dp_fail(DP_ESHAPE, "gram: expected x (B, T, K) and out (B, T, T), got x %s, out %s",
-                       dp_tensor_desc(x), dp_tensor_desc(out));
+    int rc = dp_ps_check_gram(out, x);
+    if (rc) return rc;
     int64_t B = x->shape[0], T = x->shape[1], K = x->shape[2];
     if (T > INT_MAX || K > INT_MAX || B > INT_MAX)
         return dp_fail(DP_EUNSUPPORTED, "gram: B %lld, T %lld or K %lld exceeds cuBLAS's 32-bit ints",
@@ -87,7 +83,7 @@ int dp_cuda_gram(dp_tensor *out, const dp_tensor *x) {
     if (K == 0)
         return dp_cuda_check(cudaMemsetAsync(out->data, 0, (size_t)(B * T * T * es), dp_cuda_stream()), "gram", "cudaMemsetAsync");
     cublasHandle_t h;
-    int rc = gram_handle(&h);
+    rc = gram_handle(&h);
     if (rc) return rc;
     // Row-major x[b] (T, K) is column-major X (K, T) with ld K; X^T X (T, T) is x x^T, symmetric,
     // so its column-major layout is also the row-major one the engine reads.
@@ -142,18 +138,9 @@ __global__ void ghost_norm_kernel(double *sq, double *bound, const void *ga, con
 
 int dp_cuda_ghost_norm(dp_tensor *sq, dp_tensor *bound, const dp_tensor *ga, const dp_tensor *gg,
                        double ka, double kg) {
-    if ((ga->dtype != DP_F32 && ga->dtype != DP_F64) || gg->dtype != ga->dtype ||
-        sq->dtype != DP_F64 || bound->dtype != DP_F64)
-        return dp_fail(DP_EDTYPE, "ghost_norm: expected ga, gg both f32 or both f64 and sq, bound "
-                       "f64, got ga %s, gg %s, sq %s, bound %s", dp_tensor_desc(ga),
-                       dp_tensor_desc(gg), dp_tensor_desc(sq), dp_tensor_desc(bound));
-    int64_t B = ga->ndim == 3 ? ga->shape[0] : 0, T = ga->ndim == 3 ? ga->shape[1] : 0;
-    if (ga->ndim != 3 || ga->shape[2] != T || gg->ndim != 3 || gg->shape[0] != B ||
-        gg->shape[1] != T || gg->shape[2] != T || dp_tensor_numel(sq) != B ||
-        dp_tensor_numel(bound) != B)
-        return dp_fail(DP_ESHAPE, "ghost_norm: expected ga, gg (B, T, T) and sq, bound (B), got ga "
-                       "%s, gg %s, sq %s, bound %s", dp_tensor_desc(ga), dp_tensor_desc(gg),
-                       dp_tensor_desc(sq), dp_tensor_desc(bound));
+    int64_t B = 0, T = 0;
+    int rc = dp_ps_check_ghost_norm(sq, bound, ga, gg, &B, &T);
+    if (rc) return rc;
     if (B == 0) return 0;
     ghost_norm_kernel<<<grid_per_item(B), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>((double *)sq->data,
                                                              (double *)bound->data, ga->data,
@@ -174,15 +161,9 @@ __global__ void scale_rows_kernel(void *out, dp_dtype ot, const void *x, dp_dtyp
 }
 
 int dp_cuda_scale_rows(dp_tensor *out, const dp_tensor *x, const dp_tensor *factor) {
-    if (!dp_cuda_is_float(x->dtype) || !dp_cuda_is_float(out->dtype) || factor->dtype != DP_F64)
-        return dp_fail(DP_EDTYPE, "scale_rows: expected float x and out and f64 factor, got x %s, "
-                       "out %s, factor %s", dp_tensor_desc(x), dp_tensor_desc(out),
-                       dp_tensor_desc(factor));
-    int64_t B = x->ndim ? x->shape[0] : 1, total = dp_tensor_numel(x);
-    if (dp_tensor_numel(out) != total || dp_tensor_numel(factor) != B)
-        return dp_fail(DP_ESHAPE, "scale_rows: expected out like x (B, R, N) and factor (B), got x "
-                       "%s, out %s, factor %s", dp_tensor_desc(x), dp_tensor_desc(out),
-                       dp_tensor_desc(factor));
+    int64_t B = 1, total = 0;
+    int rc = dp_ps_check_scale_rows(out, x, factor, &B, &total);
+    if (rc) return rc;
     if (total == 0) return 0;
     scale_rows_kernel<<<dp_cuda_grid(total), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
         out->data, out->dtype, x->data, x->dtype, (const double *)factor->data, total, total / B);
@@ -215,21 +196,9 @@ __global__ void row_sums_kernel(double *out, const void *g, dp_dtype gt, const v
 
 int dp_cuda_row_sums(dp_tensor *out, const dp_tensor *g, const dp_tensor *x, const dp_tensor *mean,
                      const dp_tensor *rstd) {
-    if (out->dtype != DP_F64 || !dp_cuda_is_float(g->dtype) ||
-        (x && (!dp_cuda_is_float(x->dtype) || !mean || !rstd ||
-               (mean->dtype != DP_F32 && mean->dtype != DP_F64) ||
-               (rstd->dtype != DP_F32 && rstd->dtype != DP_F64))))
-        return dp_fail(DP_EDTYPE, "row_sums: expected f64 out, float g and x, and f32/f64 mean and "
-                       "rstd, got out %s, g %s, x %s", dp_tensor_desc(out), dp_tensor_desc(g),
-                       x ? dp_tensor_desc(x) : "none");
-    int64_t B = out->ndim == 2 ? out->shape[0] : 0, N = out->ndim == 2 ? out->shape[1] : 0;
-    int64_t T = B > 0 && N > 0 ? dp_tensor_numel(g) / (B * N) : 0;
-    if (out->ndim != 2 || g->ndim < 2 || g->shape[0] != B || g->shape[g->ndim - 1] != N ||
-        (x && (dp_tensor_numel(x) != dp_tensor_numel(g) || dp_tensor_numel(mean) != B * T ||
-               dp_tensor_numel(rstd) != B * T)))
-        return dp_fail(DP_ESHAPE, "row_sums: expected g, x (B, T, N), mean, rstd (B*T) and out (B, "
-                       "N), got g %s, x %s, out %s", dp_tensor_desc(g),
-                       x ? dp_tensor_desc(x) : "none", dp_tensor_desc(out));
+    int64_t B = 0, T = 0, N = 0;
+    int rc = dp_ps_check_row_sums(out, g, x, mean, rstd, &B, &T, &N);
+    if (rc) return rc;
     if (B * N == 0) return 0;
     row_sums_kernel<<<dp_cuda_grid(B * N), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(
         (double *)out->data, g->data, g->dtype, x ? x->data : NULL, x ? x->dtype : DP_F32,
@@ -255,16 +224,12 @@ __global__ void row_sq_norms_kernel(double *out, const void *x, dp_dtype xt, int
 }
 
 int dp_cuda_row_sq_norms(dp_tensor *out, const dp_tensor *x) {
-    if (out->dtype != DP_F64 || !dp_cuda_is_float(x->dtype))
-        return dp_fail(DP_EDTYPE, "row_sq_norms: expected f64 out and float x, got out %s, x %s",
-                       dp_tensor_desc(out), dp_tensor_desc(x));
-    int64_t R = dp_tensor_numel(out), total = dp_tensor_numel(x);
-    if ((R == 0 && total != 0) || (R && total % R) || (x->ndim && x->shape[0] != R))
-        return dp_fail(DP_ESHAPE, "row_sq_norms: expected x (R, N) and out (R), got x %s, out %s",
-                       dp_tensor_desc(x), dp_tensor_desc(out));
+    int64_t R = 0, N = 0;
+    int rc = dp_ps_check_row_sq_norms(out, x, &R, &N);
+    if (rc) return rc;
     if (R == 0) return 0;
     row_sq_norms_kernel<<<grid_per_item(R), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>((double *)out->data, x->data,
-                                                               x->dtype, R, total / R);
+                                                               x->dtype, R, N);
     return dp_cuda_check_launch("row_sq_norms", "row_sq_norms_kernel");
 }
 
@@ -319,21 +284,9 @@ __global__ void emb_norm_kernel(double *out, const int32_t *lead, const int32_t 
 }
 
 int dp_cuda_embedding_sq_norms(dp_tensor *out, const dp_tensor *idx, const dp_tensor *g) {
-    if (out->dtype != DP_F64 || (idx->dtype != DP_I32 && idx->dtype != DP_I64) ||
-        !dp_cuda_is_float(g->dtype))
-        return dp_fail(DP_EDTYPE, "embedding_sq_norms: expected f64 out, i32/i64 idx and float g, "
-                       "got out %s, idx %s, g %s", dp_tensor_desc(out), dp_tensor_desc(idx),
-                       dp_tensor_desc(g));
-    int64_t B = dp_tensor_numel(out), T = B ? dp_tensor_numel(idx) / B : 0;
-    int64_t D = B > 0 && T > 0 ? dp_tensor_numel(g) / (B * T) : 0;
-    if (idx->ndim != 2 || idx->shape[0] != B || g->ndim != 3 || g->shape[0] != B ||
-        g->shape[1] != T)
-        return dp_fail(DP_ESHAPE, "embedding_sq_norms: expected idx (B, T), g (B, T, D) and out "
-                       "(B), got idx %s, g %s, out %s", dp_tensor_desc(idx), dp_tensor_desc(g),
-                       dp_tensor_desc(out));
-    if (T > INT32_MAX / 2)
-        return dp_fail(DP_EUNSUPPORTED, "embedding_sq_norms: T = %lld positions per example is "
-                       "more than this kernel's 32-bit links hold", (long long)T);
+    int64_t B = 0, T = 0, D = 0;
+    int rc = dp_ps_check_embedding_sq_norms(out, idx, g, &B, &T, &D);
+    if (rc) return rc;
     if (B == 0) return 0;
     if (T == 0)
         return dp_cuda_check(cudaMemsetAsync(out->data, 0, sizeof(double) * (size_t)B, dp_cuda_stream()),
@@ -343,7 +296,7 @@ int dp_cuda_embedding_sq_norms(dp_tensor *out, const dp_tensor *idx, const dp_te
     if (!scratch) return DP_ENOMEM;
     int32_t *lead = scratch, *next = scratch + B * T;
     emb_group_kernel<<<dp_cuda_grid(B * T), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>(lead, next, idx->data, idx->dtype, B, T);
-    int rc = dp_cuda_check_launch("embedding_sq_norms", "emb_group_kernel");
+    rc = dp_cuda_check_launch("embedding_sq_norms", "emb_group_kernel");
     if (!rc) {
         emb_norm_kernel<<<grid_per_item(B), DP_CUDA_THREADS, 0, dp_cuda_stream()>>>((double *)out->data, lead, next,
                                                                g->data, g->dtype, B, T, D);

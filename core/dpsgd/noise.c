@@ -210,31 +210,24 @@ static void add_block(void *ctx, int64_t j, const uint32_t w[4]) {
     }
 }
 
-static int check_draw(const char *op, const dp_noise *noise, const double *out, int64_t n) {
+/* n doubles into out, two per block (fn turns a block into its pair), advancing the counter. */
+static int draw_pairs(const char *op, dp_noise *noise, double *out, int64_t n, block_fn fn) {
     if (!noise) return dp_fail(DP_EARG, "%s: noise is NULL", op);
     if (n < 0) return dp_fail(DP_EARG, "%s: n must be >= 0, got %lld", op, (long long)n);
     if (n > 0 && !out) return dp_fail(DP_EARG, "%s: out is NULL but n = %lld", op, (long long)n);
+    int64_t nb = (n + 1) / 2;
+    draw_ctx d = {out, n};
+    for_each_block(noise, nb, fn, &d);
+    noise->counter += (uint64_t)nb;
     return 0;
 }
 
 int dp_noise_normals(dp_noise *noise, double *out, int64_t n) {
-    int rc = check_draw("noise_normals", noise, out, n);
-    if (rc) return rc;
-    int64_t nb = (n + 1) / 2;
-    draw_ctx d = {out, n};
-    for_each_block(noise, nb, normals_block, &d);
-    noise->counter += (uint64_t)nb;
-    return 0;
+    return draw_pairs("noise_normals", noise, out, n, normals_block);
 }
 
 int dp_noise_uniforms(dp_noise *noise, double *out, int64_t n) {
-    int rc = check_draw("noise_uniforms", noise, out, n);
-    if (rc) return rc;
-    int64_t nb = (n + 1) / 2;
-    draw_ctx d = {out, n};
-    for_each_block(noise, nb, uniforms_block, &d);
-    noise->counter += (uint64_t)nb;
-    return 0;
+    return draw_pairs("noise_uniforms", noise, out, n, uniforms_block);
 }
 
 /* Secure noise into a tensor on another device: through a host copy of its elements. */

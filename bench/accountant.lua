@@ -3,11 +3,13 @@
 -- 10 ms, PRV with eps_error 0.01 for 10^4 steps under 1 s, calibration under 2 s.
 -- Usage: dprun bench/accountant.lua [reps=N] (or luajit with DP_LIBRARY set)
 local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
-package.path = script_dir .. "/../lua/?.lua;" .. script_dir .. "/../lua/?/init.lua;" .. package.path
+package.path = script_dir .. "/?.lua;" .. script_dir .. "/../lua/?.lua;" .. script_dir .. "/../lua/?/init.lua;" .. package.path
 
 local ffi = require "ffi"
 local native = require "dp.ffi"
 local accountant = require "dp.privacy.accountant"
+local timing = require "timing"
+local now, median = timing.now, timing.median
 
 local C = native.C
 local cfg = { reps = 0 }
@@ -17,22 +19,6 @@ for _, a in ipairs(arg or {}) do
   cfg[k] = tonumber(v)
 end
 
-local now
-if pcall(ffi.typeof, "dp_timespec") then
-  local ts = ffi.new("dp_timespec")
-  now = function()
-    C.clock_gettime(1, ts)   -- CLOCK_MONOTONIC
-    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-  end
-else
-  now = os.clock
-end
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  return n % 2 == 1 and xs[(n + 1) / 2] or (xs[n / 2] + xs[n / 2 + 1]) / 2
-end
 
 local function measure(reps, f)
   f()   -- warm up (JIT, page faults)

@@ -10,6 +10,8 @@ local ffi = require "ffi"
 local dp = require "dp"
 local json = require "dp.util.json"
 local bert = require "bert_encoder"
+local timing = require "timing"
+local now, median, min_of = timing.now, timing.median, timing.min_of
 
 local C = dp.C
 
@@ -30,26 +32,6 @@ local model_cfg = { vocab = 8192, hidden = 256, layers = 4, heads = 4, ffn = 102
 local dp_cfg = { dataset_size = 50000, noise_multiplier = 1.0, max_grad_norm = 1.0,
                  clipping = "flat", delta = 1e-5, noise = "reproducible", seed = 1 }
 local lr = 1e-4
-
-local clock = ffi.new("dp_timespec")
-local function now()
-  C.clock_gettime(1, clock)   -- CLOCK_MONOTONIC: immune to wall-clock adjustments
-  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) * 1e-9
-end
-
-local function median(xs)
-  local s = {}
-  for k, v in ipairs(xs) do s[k] = v end
-  table.sort(s)
-  local n = #s
-  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-end
-
-local function min_of(xs)
-  local m = math.huge
-  for _, v in ipairs(xs) do m = math.min(m, v) end
-  return m
-end
 
 -- One step, timed. A full collection first frees the previous step's graph, so that every step
 -- starts from the same persistent memory (parameters, optimizer state, engine buffers); the peak

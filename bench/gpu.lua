@@ -15,6 +15,10 @@
 local ffi = require "ffi"
 local dp = require "dp"
 local json = require "dp.util.json"
+local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
+package.path = script_dir .. "/?.lua;" .. package.path
+local timing = require "timing"
+local now, median = timing.now, timing.median
 
 local C = dp.C
 
@@ -51,8 +55,6 @@ local name = gpu_name()
 local peak = cfg.peak_tflops > 0 and cfg.peak_tflops or nil
 if not peak then for _, p in ipairs(peaks) do if name:find(p[1], 1, true) then peak = p[2]; break end end end
 
-local ts = ffi.new("dp_timespec")   -- declared with clock_gettime by dprun's cdef
-local function now() C.clock_gettime(1, ts); return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9 end
 local sync_buf = ffi.new("double[1]")
 -- A device-to-host read waits for every queued kernel: the step's time is then all its work.
 local function sync(t) dp.ffi.check(C.dp_tensor_get_flat(t.ptr, 0, sync_buf)) end
@@ -75,12 +77,6 @@ local function synthetic_batch(B, T)
   end
   return { input_ids = dp.tensor(ids, { dtype = "i64", device = DEV }),
            labels = dp.tensor(labels, { dtype = "i64", device = DEV }) }
-end
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  return n % 2 == 1 and xs[(n + 1) / 2] or (xs[n / 2] + xs[n / 2 + 1]) / 2
 end
 
 local function non_embedding_params(model)

@@ -5,6 +5,10 @@
 local ffi = require "ffi"
 local dp = require "dp"
 local json = require "dp.util.json"
+local script_dir = (arg and arg[0] or ""):match("^(.*)[/\\]") or "."
+package.path = script_dir .. "/?.lua;" .. package.path
+local timing = require "timing"
+local now, median = timing.now, timing.median
 
 local C = dp.C
 
@@ -15,18 +19,6 @@ for _, a in ipairs(arg or {}) do
   cfg[k] = tonumber(v)
 end
 if cfg.threads > 0 then dp.set_num_threads(cfg.threads) end
-
-local clock = ffi.new("dp_timespec")
-local function now()
-  C.clock_gettime(1, clock)   -- CLOCK_MONOTONIC
-  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) * 1e-9
-end
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  return n % 2 == 1 and xs[(n + 1) / 2] or (xs[n / 2] + xs[n / 2 + 1]) / 2
-end
 
 -- ---------------------------------------------------------------- GEMM
 

@@ -14,6 +14,8 @@ local ffi = require "ffi"
 local dp = require "dp"
 local json = require "dp.util.json"
 local bert = require "bert_encoder"
+local timing = require "timing"
+local now, median = timing.now, timing.median
 local report = require "dp.privacy.step_report"
 
 local C = dp.C
@@ -32,20 +34,6 @@ if cfg.threads > 0 then dp.set_num_threads(cfg.threads) end
 local model_cfg = { vocab = 8192, hidden = 256, layers = 4, heads = 4, ffn = 1024, max_pos = 128, types = 2,
                     classes = 3, seed = 1, dropout = 0.1 }
 local dp_cfg = { dataset_size = 50000, noise_multiplier = 1.0, max_grad_norm = 1.0, delta = 1e-5, seed = 1 }
-
-local clock = ffi.new("dp_timespec")
-local function now()
-  C.clock_gettime(1, clock)
-  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) * 1e-9
-end
-
-local function median(xs)
-  local s = {}
-  for k, v in ipairs(xs) do s[k] = v end
-  table.sort(s)
-  local n = #s
-  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-end
 
 local function shell(cmd)
   local p = io.popen(cmd)

@@ -74,11 +74,7 @@ function M.read(path)
            path = path }
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists = require("dp.util.fs").exists
 
 -- The file names a split may have, in the order they are tried.
 local function candidates(dir, split)

@@ -20,11 +20,7 @@ function M.canonical(name)
   return n
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists = require("dp.util.fs").exists
 
 local function read_json(path)
   local f, err = io.open(path, "rb")

@@ -15,11 +15,7 @@ local atomic = require "dp.util.atomic"
 
 local M = {}
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists = require("dp.util.fs").exists
 
 -- mkdir -p without a shell.
 function M.mkdirs(path, what)

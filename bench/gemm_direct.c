@@ -10,24 +10,9 @@
 #include <time.h>
 #include <cblas.h>
 #include "internal.h"
+#include "bench_timing.h"
 
 enum { WARMUP = 2, REPS = 7 };
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static dp_tensor *random_f32(int64_t rows, int64_t cols, uint64_t seed) {
     int64_t shape[2] = {rows, cols};
